@@ -1,0 +1,481 @@
+package sigstore
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// writeRepo is where the write tests push their image.
+const writeRepo = "test/app"
+
+// noRetry makes a failed push fail at once.
+var noRetry = remote.WithRetryBackoff(remote.Backoff{Duration: time.Millisecond, Factor: 1, Steps: 1})
+
+// pushImage pushes a random image tagged v1 and latest, and returns its
+// digest reference and descriptor.
+func pushImage(t *testing.T, r *testRegistry) (name.Digest, v1.Descriptor) {
+	t.Helper()
+	img, err := random.Image(512, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"v1", "latest"} {
+		ref, err := name.NewTag(r.host() + "/" + writeRepo + ":" + tag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw, err := img.RawManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt, err := img.MediaType()
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc := v1.Descriptor{MediaType: mt, Size: int64(len(raw)), Digest: mustHash(sha256Digest(raw))}
+	d, err := name.NewDigest(r.host() + "/" + writeRepo + "@" + desc.Digest.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, desc
+}
+
+// newKey generates an Ed25519 key pair.
+func newKey(t *testing.T) PrivateKey {
+	t.Helper()
+	priv, _, err := GenerateKeyPair(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ParsePrivateKey(priv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// signed returns a simple-signing payload for d and key's signature of it.
+func signed(t *testing.T, d name.Digest, key PrivateKey) (payload, sig []byte) {
+	t.Helper()
+	payload, err := NewPayload(d.Context().String(), mustHash(d.DigestStr()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err = key.Sign(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return payload, sig
+}
+
+func appendSignature(t *testing.T, d name.Digest, payload, sig []byte, opts ...remote.Option) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	added, err := AppendSignature(ctx, d, payload, sig, opts...)
+	if err != nil {
+		t.Fatalf("AppendSignature: %v", err)
+	}
+	return added
+}
+
+// rawLayers returns the layer descriptors of a manifest as raw JSON.
+func rawLayers(t *testing.T, manifest []byte) []json.RawMessage {
+	t.Helper()
+	var m struct {
+		Layers []json.RawMessage `json:"layers"`
+	}
+	if err := json.Unmarshal(manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m.Layers
+}
+
+// tagList returns the repository's tags.
+func tagList(t *testing.T, r *testRegistry, repo string) []string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, r.URL+"/v2/"+repo+"/tags/list", nil)
+	resp := r.do(t, req)
+	defer resp.Body.Close()
+	var list struct {
+		Tags []string `json:"tags"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(list.Tags)
+	return list.Tags
+}
+
+func TestAppendSignatureTwoKeysKeepsBoth(t *testing.T) {
+	r := newTestRegistry(t, false)
+	d, _ := pushImage(t, r)
+	h := mustHash(d.DigestStr())
+	k1, k2 := newKey(t), newKey(t)
+	p1, s1 := signed(t, d, k1)
+	p2, s2 := signed(t, d, k2)
+
+	if !appendSignature(t, d, p1, s1) {
+		t.Fatal("first signature not added")
+	}
+	first := getManifest(t, r, writeRepo, SignatureTag(h))
+	if !appendSignature(t, d, p2, s2) {
+		t.Fatal("second signature not added")
+	}
+	second := getManifest(t, r, writeRepo, SignatureTag(h))
+
+	var m v1.Manifest
+	if err := json.Unmarshal(second, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.MediaType != types.OCIManifestSchema1 || m.Config.MediaType != types.OCIConfigJSON {
+		t.Errorf("manifest %s with config %s, want an OCI image manifest and config", m.MediaType, m.Config.MediaType)
+	}
+	if got := rawLayers(t, second); len(got) != 2 || string(got[0]) != string(rawLayers(t, first)[0]) {
+		t.Errorf("second append changed or dropped the first layer:\n%s\n%s", first, second)
+	}
+	sigs, err := r.signatures(t, writeRepo, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSignatures(t, sigs, h, []wantSig{
+		{FormatSimpleSigning, sha256Digest(p1), k1.Public()},
+		{FormatSimpleSigning, sha256Digest(p2), k2.Public()},
+	})
+}
+
+func TestAppendSignatureSkipsExactDuplicates(t *testing.T) {
+	r := newTestRegistry(t, false)
+	d, _ := pushImage(t, r)
+	h := mustHash(d.DigestStr())
+	k := newKey(t)
+	payload, sig := signed(t, d, k)
+	otherPayload, err := NewPayload(d.Context().String(), h, map[string]string{"env": "prod"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherSig := slices.Clone(sig)
+	otherSig[0] ^= 1
+
+	if !appendSignature(t, d, payload, sig) {
+		t.Fatal("first signature not added")
+	}
+	for _, tc := range []struct {
+		name         string
+		payload, sig []byte
+		want         bool
+	}{
+		{"same payload and signature", payload, sig, false},
+		{"same payload, other signature", payload, otherSig, true},
+		{"other payload, same signature", otherPayload, sig, true},
+		{"the second one again", payload, otherSig, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := getManifest(t, r, writeRepo, SignatureTag(h))
+			if got := appendSignature(t, d, tc.payload, tc.sig); got != tc.want {
+				t.Fatalf("added = %t, want %t", got, tc.want)
+			}
+			after := getManifest(t, r, writeRepo, SignatureTag(h))
+			if changed := string(before) != string(after); changed != tc.want {
+				t.Errorf("manifest changed = %t, want %t", changed, tc.want)
+			}
+		})
+	}
+	if n := len(rawLayers(t, getManifest(t, r, writeRepo, SignatureTag(h)))); n != 3 {
+		t.Errorf("%d layers, want 3", n)
+	}
+}
+
+func TestAppendSignatureLeavesTheImageAlone(t *testing.T) {
+	r := newTestRegistry(t, false)
+	d, _ := pushImage(t, r)
+	h := mustHash(d.DigestStr())
+	tags := tagList(t, r, writeRepo)
+	manifests := map[string][]byte{}
+	for _, ref := range append(slices.Clone(tags), h.String()) {
+		manifests[ref] = getManifest(t, r, writeRepo, ref)
+	}
+	r.reset()
+
+	payload, sig := signed(t, d, newKey(t))
+	appendSignature(t, d, payload, sig)
+
+	for _, req := range r.recorded() {
+		if strings.HasPrefix(req, "PUT /v2/"+writeRepo+"/manifests/") && req != "PUT /v2/"+writeRepo+"/manifests/"+SignatureTag(h) {
+			t.Errorf("wrote a manifest other than the .sig tag: %s", req)
+		}
+		if strings.HasPrefix(req, "DELETE") {
+			t.Errorf("deleted: %s", req)
+		}
+	}
+	want := append(slices.Clone(tags), SignatureTag(h))
+	slices.Sort(want)
+	if got := tagList(t, r, writeRepo); !slices.Equal(got, want) {
+		t.Errorf("tags %v, want %v", got, want)
+	}
+	for ref, before := range manifests {
+		if after := getManifest(t, r, writeRepo, ref); string(after) != string(before) {
+			t.Errorf("manifest %s changed", ref)
+		}
+	}
+}
+
+func TestAppendSignatureKeepsCosignLayers(t *testing.T) {
+	r := newTestRegistry(t, false)
+	loadVectors(t, r)
+	d, err := name.NewDigest(r.host() + "/interop/app@" + appV1.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := getManifest(t, r, "interop/app", SignatureTag(appV1))
+	k := newKey(t)
+	payload, sig := signed(t, d, k)
+	if !appendSignature(t, d, payload, sig) {
+		t.Fatal("not added")
+	}
+	after := getManifest(t, r, "interop/app", SignatureTag(appV1))
+	old, now := rawLayers(t, before), rawLayers(t, after)
+	if len(now) != len(old)+1 {
+		t.Fatalf("%d layers after appending to %d", len(now), len(old))
+	}
+	for i := range old {
+		if string(old[i]) != string(now[i]) {
+			t.Errorf("layer %d changed:\n%s\n%s", i, old[i], now[i])
+		}
+	}
+	sigs, err := r.signatures(t, "interop/app", appV1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSignatures(t, sigs, appV1, []wantSig{
+		{FormatSimpleSigning, appV1ECDSAPayload, loadKey(t, "ecdsa.pub")},
+		{FormatSimpleSigning, appV1Ed25519Payload, loadKey(t, "ed25519.pub")},
+		{FormatSimpleSigning, sha256Digest(payload), k.Public()},
+	})
+}
+
+// failManifestPuts answers 500 to manifest PUTs while fail is set.
+func failManifestPuts(fail *atomic.Bool) middleware {
+	return func(inner http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if fail.Load() && req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/manifests/") {
+				ociError(http.StatusInternalServerError, "UNKNOWN", "disk full")(w, req)
+				return
+			}
+			inner.ServeHTTP(w, req)
+		})
+	}
+}
+
+func TestAppendSignatureFailedPushKeepsOldManifest(t *testing.T) {
+	var fail atomic.Bool
+	r := newTestRegistry(t, false, failManifestPuts(&fail))
+	d, _ := pushImage(t, r)
+	h := mustHash(d.DigestStr())
+	payload, sig := signed(t, d, newKey(t))
+	appendSignature(t, d, payload, sig)
+	before := getManifest(t, r, writeRepo, SignatureTag(h))
+
+	fail.Store(true)
+	payload2, sig2 := signed(t, d, newKey(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if added, err := AppendSignature(ctx, d, payload2, sig2, noRetry); err == nil || added {
+		t.Fatalf("added = %t, err = %v; want the push to fail", added, err)
+	}
+	if after := getManifest(t, r, writeRepo, SignatureTag(h)); string(after) != string(before) {
+		t.Errorf("a failed push changed the .sig manifest:\n%s\n%s", before, after)
+	}
+}
+
+func TestAppendSignatureRefusesBadSignatureTags(t *testing.T) {
+	full := sigManifest(MaxSignatures, func(i int) v1.Descriptor {
+		return payloadLayer([]byte{byte(i)}, b64([]byte{byte(i)}))
+	})
+	index, _ := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}})
+	for _, tc := range []struct {
+		name         string
+		raw          []byte
+		mediaType    types.MediaType
+		payload, sig []byte
+		wantAdded    bool
+		wantErr      string
+	}{
+		{"full .sig manifest", full, types.OCIManifestSchema1, []byte("new"), []byte("sig"), false, "MaxSignatures"},
+		{"duplicate in a full .sig manifest", full, types.OCIManifestSchema1, []byte{7}, []byte{7}, false, ""},
+		{"index at the .sig tag", index, types.OCIImageIndex, []byte("new"), []byte("sig"), false, "want an image manifest"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRegistry(t, false)
+			d, _ := pushImage(t, r)
+			h := mustHash(d.DigestStr())
+			putManifest(t, r, writeRepo, SignatureTag(h), tc.raw, string(tc.mediaType))
+			r.reset()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			added, err := AppendSignature(ctx, d, tc.payload, tc.sig, noRetry)
+			if added != tc.wantAdded || (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("added = %t, err = %v; want %t, error containing %q", added, err, tc.wantAdded, tc.wantErr)
+			}
+			for _, req := range r.recorded() {
+				if !strings.HasPrefix(req, "GET") && !strings.HasPrefix(req, "HEAD") {
+					t.Errorf("wrote: %s", req)
+				}
+			}
+		})
+	}
+}
+
+func TestAppendSignatureRefusesBadArguments(t *testing.T) {
+	r := newTestRegistry(t, false)
+	d, _ := pushImage(t, r)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name         string
+		payload, sig []byte
+	}{
+		{"empty payload", nil, []byte("sig")},
+		{"oversize payload", make([]byte, MaxPayloadSize+1), []byte("sig")},
+		{"empty signature", []byte("payload"), nil},
+	} {
+		if _, err := AppendSignature(ctx, d, tc.payload, tc.sig); err == nil {
+			t.Errorf("%s: accepted", tc.name)
+		}
+	}
+}
+
+func TestWriteBundleThenSignatures(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		referrers bool
+	}{
+		{"registry without referrers API: referrers tag", false},
+		{"registry with referrers API", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRegistry(t, tc.referrers)
+			d, subject := pushImage(t, r)
+			h := subject.Digest
+			imageBefore := getManifest(t, r, writeRepo, h.String())
+			k := newKey(t)
+			bundle, err := NewBundle(k, h, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			for range 2 { // the second write changes nothing
+				if err := WriteBundle(ctx, d, subject, bundle); err != nil {
+					t.Fatalf("WriteBundle: %v", err)
+				}
+			}
+
+			sigs, err := r.signatures(t, writeRepo, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkSignatures(t, sigs, h, []wantSig{{FormatBundle, sha256Digest(bundle), k.Public()}})
+
+			fallback := getManifest(t, r, writeRepo, ReferrersTag(h))
+			if tc.referrers {
+				if fallback != nil {
+					t.Errorf("referrers tag written on a registry with the API: %s", fallback)
+				}
+			} else {
+				var idx v1.IndexManifest
+				if err := json.Unmarshal(fallback, &idx); err != nil {
+					t.Fatalf("referrers tag: %v", err)
+				}
+				if len(idx.Manifests) != 1 || idx.Manifests[0].ArtifactType != BundleMediaType {
+					t.Errorf("referrers tag %s, want one bundle entry", fallback)
+				}
+			}
+			want := []string{"latest", "v1"}
+			if !tc.referrers {
+				want = append(want, ReferrersTag(h))
+				slices.Sort(want)
+			}
+			if got := tagList(t, r, writeRepo); !slices.Equal(got, want) {
+				t.Errorf("tags %v, want %v", got, want)
+			}
+			if after := getManifest(t, r, writeRepo, h.String()); string(after) != string(imageBefore) {
+				t.Error("the image manifest changed")
+			}
+		})
+	}
+}
+
+// TestWriteBundleManifestMatchesCosign builds the manifest for the bundle
+// cosign v3.1.2 wrote for interop/app:v2 and compares it with cosign's,
+// less cosign's creation time and the artifactType it copies into the
+// config descriptor.
+func TestWriteBundleManifestMatchesCosign(t *testing.T) {
+	want := readVector(t, "manifests", strings.Replace(appV2Referrer, ":", "-", 1))
+	var cosign v1.Manifest
+	if err := json.Unmarshal(want, &cosign); err != nil {
+		t.Fatal(err)
+	}
+	bundle := readVector(t, "blobs", strings.Replace(appV2Bundle, ":", "-", 1))
+	raw, err := bundleManifest(static.NewLayer([]byte("{}"), emptyMediaType), static.NewLayer(bundle, BundleMediaType), *cosign.Subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, wantMap map[string]any
+	if err := json.Unmarshal(raw, &got); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(want, &wantMap); err != nil {
+		t.Fatal(err)
+	}
+	delete(wantMap["annotations"].(map[string]any), "org.opencontainers.image.created")
+	delete(wantMap["config"].(map[string]any), "artifactType")
+	if !reflect.DeepEqual(got, wantMap) {
+		t.Errorf("manifest\n%s\nwant (cosign's)\n%s", raw, want)
+	}
+}
+
+func TestWriteBundleRefusesBadArguments(t *testing.T) {
+	r := newTestRegistry(t, false)
+	d, subject := pushImage(t, r)
+	r.reset()
+	other := subject
+	other.Digest = appV1
+	noType := subject
+	noType.MediaType = ""
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name    string
+		subject v1.Descriptor
+		bundle  []byte
+	}{
+		{"subject of another digest", other, []byte("{}")},
+		{"subject without media type", noType, []byte("{}")},
+		{"empty bundle", subject, nil},
+		{"oversize bundle", subject, make([]byte, MaxPayloadSize+1)},
+	} {
+		if err := WriteBundle(ctx, d, tc.subject, tc.bundle); err == nil {
+			t.Errorf("%s: accepted", tc.name)
+		}
+	}
+	if got := r.recorded(); slices.ContainsFunc(got, func(s string) bool { return !strings.HasPrefix(s, "GET") && !strings.HasPrefix(s, "HEAD") }) {
+		t.Errorf("refused arguments still wrote: %v", got)
+	}
+}
