@@ -1,0 +1,278 @@
+package verifier
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/cosign-dev/cosign/sigstore"
+)
+
+// Decision is the verdict on one digest.
+type Decision struct {
+	// Admit says whether the digest may be served.
+	Admit bool
+	// Warn is set when the digest is admitted only because the policy's
+	// mode is warn; Reason then says why it would have been refused.
+	Warn bool
+	// Reason says how the digest was admitted or why it was refused.
+	Reason Reason
+	// Message is one line for a person: image, digest, policy, reason,
+	// detail.
+	Message string
+	// Policy is the name of the policy that decided ("" if none matched).
+	Policy string
+	// Keys are the distinct IDs of the trusted keys whose signatures
+	// counted, in the order they were found.
+	Keys []string
+	// Verified are the signatures that counted: verified by a trusted key
+	// and with claims that hold.
+	Verified []sigstore.Signature
+}
+
+// Evaluate decides whether img may be served under p, given the signatures
+// found for its digest. It does no I/O.
+//
+// Each signature without Err is checked against each distinct key of the
+// policy; the first key that verifies it must also find its claims valid
+// (they parse, bind img.Digest, name the repository per the identity rule,
+// carry the required annotations), or the signature is rejected. A key
+// counts once however many signatures it made, and a signature counts for
+// at most one key. The digest is admitted when at least Threshold keys
+// count; zero signatures never pass.
+//
+// When it refuses, the Reason is the most specific one: no signatures;
+// else the first claim that failed on a verified signature; else below
+// threshold; else invalid artifacts (all were malformed); else untrusted.
+func Evaluate(p *Policy, img Image, sigs []sigstore.Signature) Decision {
+	if p == nil {
+		return Decision{Reason: ReasonNoPolicy, Message: oneLine(fmt.Sprintf("%s: refused: no policy matches", img))}
+	}
+	if p.mode() == ModeAllow {
+		return allowed(p, img)
+	}
+	var t tally
+	keys := distinctKeys(p.Keys)
+	for i, sig := range sigs {
+		t.consider(p, img, keys, i, sig)
+	}
+	if len(t.keys) >= p.threshold() { // threshold() >= 1: zero signatures never pass
+		return Decision{
+			Admit:    true,
+			Reason:   ReasonVerified,
+			Message:  verifiedMessage(p, img, t.keys),
+			Policy:   p.Name,
+			Keys:     t.keys,
+			Verified: t.verified,
+		}
+	}
+	reason, detail := t.refusal(p, len(sigs), len(keys))
+	d := refuse(p, img, reason, detail)
+	d.Keys, d.Verified = t.keys, t.verified
+	return d
+}
+
+// tally accumulates what the signatures of one digest proved.
+type tally struct {
+	keys       []string             // distinct key IDs that counted
+	verified   []sigstore.Signature // signatures that counted
+	malformed  int                  // signatures with Err set
+	firstBad   string               // detail of the first malformed one
+	claimFail  Reason               // reason of the first claim failure
+	claimWhy   string               // its detail
+	claimFails int
+}
+
+// consider checks one signature against the keys.
+func (t *tally) consider(p *Policy, img Image, keys []sigstore.PublicKey, i int, sig sigstore.Signature) {
+	where := sigName(i, sig)
+	if sig.Err != nil {
+		if t.malformed == 0 {
+			t.firstBad = fmt.Sprintf("%s: %v", where, sig.Err)
+		}
+		t.malformed++
+		return
+	}
+	for _, key := range keys {
+		if !verifies(key, sig) {
+			continue
+		}
+		reason, detail := checkClaims(p, img, sig)
+		if reason != "" {
+			if t.claimFails == 0 {
+				t.claimFail = reason
+				t.claimWhy = fmt.Sprintf("signature %s by key %s verified, but %s", where, shortKeyID(key.ID()), detail)
+			}
+			t.claimFails++
+			return
+		}
+		t.verified = append(t.verified, sig)
+		if id := key.ID(); !slices.Contains(t.keys, id) {
+			t.keys = append(t.keys, id)
+		}
+		return
+	}
+}
+
+// refusal picks the most specific reason for a refusal and its detail.
+func (t *tally) refusal(p *Policy, found, keys int) (Reason, string) {
+	switch {
+	case found == 0:
+		return ReasonNoSignatures, "none found for this digest"
+	case t.claimFails > 0:
+		return t.claimFail, t.claimWhy
+	case len(t.keys) > 0:
+		return ReasonBelowThreshold, fmt.Sprintf("%d of %d required keys", len(t.keys), p.threshold())
+	case t.malformed == found:
+		return ReasonInvalid, fmt.Sprintf("%s malformed; first: %s", plural(found, "signature artifact"), t.firstBad)
+	}
+	detail := fmt.Sprintf("%s found, none verified with the policy's %s", plural(found, "signature"), plural(keys, "key"))
+	if t.malformed > 0 {
+		detail += fmt.Sprintf("; %d malformed, first: %s", t.malformed, t.firstBad)
+	}
+	return ReasonUntrusted, detail
+}
+
+// verifies reports whether key verifies sig; a key that panics does not.
+func verifies(key sigstore.PublicKey, sig sigstore.Signature) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	return key.Verify(sig.Signed, sig.Sig) == nil
+}
+
+// claimsOf parses the signed document; a panic is a parse error.
+func claimsOf(sig sigstore.Signature) (c sigstore.Claims, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("parsing claims: %v", r)
+		}
+	}()
+	return sig.Claims()
+}
+
+// checkClaims checks what a verified signature's document asserts. It
+// returns "" when every claim holds, else the reason and a detail.
+func checkClaims(p *Policy, img Image, sig sigstore.Signature) (Reason, string) {
+	claims, err := claimsOf(sig)
+	if err != nil {
+		return ReasonInvalid, fmt.Sprintf("its signed document is invalid: %v", err)
+	}
+	if !slices.Contains(claims.Digests, img.Digest) {
+		return ReasonDigestMismatch, fmt.Sprintf("it is for %s, not this digest", digestList(claims))
+	}
+	if detail, ok := checkIdentity(p, img, sig, claims); !ok {
+		return ReasonIdentityMismatch, detail
+	}
+	for _, k := range sortedKeys(p.Annotations) {
+		want := p.Annotations[k]
+		got, ok := claims.Annotations[k]
+		if !ok {
+			return ReasonAnnotations, fmt.Sprintf("annotation %q is missing (policy requires %q)", k, want)
+		}
+		if got != want {
+			return ReasonAnnotations, fmt.Sprintf("annotation %q is %q (policy requires %q)", k, got, want)
+		}
+	}
+	return "", ""
+}
+
+func digestList(c sigstore.Claims) string {
+	if len(c.Digests) == 0 {
+		return "no digest"
+	}
+	s := make([]string, len(c.Digests))
+	for i, d := range c.Digests {
+		s[i] = d.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+func sortedKeys(m map[string]string) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// refuse builds a refusal, or in warn mode an admission flagged Warn.
+func refuse(p *Policy, img Image, reason Reason, detail string) Decision {
+	d := Decision{Reason: reason, Policy: p.Name}
+	if p.mode() == ModeWarn {
+		d.Admit, d.Warn = true, true
+		d.Message = oneLine(fmt.Sprintf("%s: admitted with a warning by policy %q (mode warn): %s (%s)", img, p.Name, reason, detail))
+		return d
+	}
+	d.Message = oneLine(fmt.Sprintf("%s: refused by policy %q: %s (%s)", img, p.Name, reason, detail))
+	return d
+}
+
+func allowed(p *Policy, img Image) Decision {
+	return Decision{
+		Admit:   true,
+		Reason:  ReasonAllowed,
+		Policy:  p.Name,
+		Message: oneLine(fmt.Sprintf("%s: allowed by policy %q (mode allow, no signature check)", img, p.Name)),
+	}
+}
+
+func verifiedMessage(p *Policy, img Image, keys []string) string {
+	short := make([]string, len(keys))
+	for i, k := range keys {
+		short[i] = shortKeyID(k)
+	}
+	return oneLine(fmt.Sprintf("%s: verified by policy %q (%d of %d required keys: %s)",
+		img, p.Name, len(keys), p.threshold(), strings.Join(short, ", ")))
+}
+
+// sigName names a signature for messages.
+func sigName(i int, sig sigstore.Signature) string {
+	if sig.Where != "" {
+		return fmt.Sprintf("%q", sig.Where)
+	}
+	return fmt.Sprintf("#%d", i+1)
+}
+
+// shortKeyID keeps "sha256:" and 12 hex digits.
+func shortKeyID(id string) string {
+	const n = len("sha256:") + 12
+	if len(id) > n {
+		return id[:n]
+	}
+	return id
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// maxMessageLen caps a Message: details quote untrusted text.
+const maxMessageLen = 2048
+
+// oneLine replaces control characters, which untrusted details may carry,
+// so that a message stays one line, and cuts it to maxMessageLen bytes.
+func oneLine(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) <= maxMessageLen {
+		return s
+	}
+	cut := maxMessageLen - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
