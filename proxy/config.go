@@ -1,0 +1,781 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cosign-dev/cosign/sigstore"
+	"github.com/cosign-dev/cosign/verifier"
+)
+
+// Defaults for the values a configuration may leave out.
+const (
+	DefaultListen          = "127.0.0.1:5050"
+	DefaultCacheSize       = 10000
+	DefaultTTL             = time.Hour
+	DefaultNegativeTTL     = 30 * time.Second
+	DefaultManifestBytes   = 64 << 20
+	DefaultUpstreamTimeout = 30 * time.Second
+)
+
+const (
+	maxConfigSize = 1 << 20
+	maxKeyFile    = 64 << 10
+)
+
+// Config is a proxy configuration. LoadConfig and ParseConfig build it from
+// YAML; programs may also fill it in directly (New validates it again). Zero
+// values mean the defaults above.
+type Config struct {
+	// Listen is the address the proxy listens on (DefaultListen).
+	Listen string
+	// Upstreams are the registries the proxy pulls from.
+	Upstreams []Upstream
+	// DefaultUpstream names, by Registry, the upstream for requests with
+	// neither ?ns= nor a registry prefix. Empty means the only upstream when
+	// there is one; with several, such requests are refused.
+	DefaultUpstream string
+	// Policies decide which keys must have signed what; first match wins.
+	Policies []*verifier.Policy
+	// DefaultAllow admits repositories that no policy matches, unchecked.
+	// False (defaultPolicy: deny) refuses them.
+	DefaultAllow bool
+	// Cache sizes the decision and manifest caches.
+	Cache CacheConfig
+	// UpstreamTimeout bounds each manifest fetch and each signature lookup
+	// (DefaultUpstreamTimeout).
+	UpstreamTimeout time.Duration
+}
+
+// Upstream is one registry behind the proxy.
+type Upstream struct {
+	// Registry is the name clients use for it (host or host:port), in
+	// ?ns=<registry>, in /v2/<registry>/<repository>/... paths, and in the
+	// "<registry>/<repository>" names that policies match and signatures
+	// carry.
+	Registry string
+	// URL is where it is reached: http:// or https://host[:port].
+	URL string
+}
+
+// CacheConfig sizes the caches.
+type CacheConfig struct {
+	// Size is the number of decisions kept (DefaultCacheSize).
+	Size int
+	// TTL is how long an admission is remembered (DefaultTTL).
+	TTL time.Duration
+	// NegativeTTL is how long a refusal for "no valid signature" is
+	// remembered (DefaultNegativeTTL).
+	NegativeTTL time.Duration
+	// ManifestBytes bounds the verified manifest bytes kept in memory to
+	// serve by digest (DefaultManifestBytes); negative keeps none.
+	ManifestBytes int64
+}
+
+// withDefaults returns a copy of c with zero values replaced by defaults.
+func (c *Config) withDefaults() Config {
+	out := *c
+	if out.Listen == "" {
+		out.Listen = DefaultListen
+	}
+	if out.DefaultUpstream == "" && len(out.Upstreams) == 1 {
+		out.DefaultUpstream = out.Upstreams[0].Registry
+	}
+	if out.Cache.Size == 0 {
+		out.Cache.Size = DefaultCacheSize
+	}
+	if out.Cache.TTL == 0 {
+		out.Cache.TTL = DefaultTTL
+	}
+	if out.Cache.NegativeTTL == 0 {
+		out.Cache.NegativeTTL = DefaultNegativeTTL
+	}
+	if out.Cache.ManifestBytes == 0 {
+		out.Cache.ManifestBytes = DefaultManifestBytes
+	}
+	if out.UpstreamTimeout == 0 {
+		out.UpstreamTimeout = DefaultUpstreamTimeout
+	}
+	return out
+}
+
+// verifierConfig is the part of c that package verifier needs.
+func (c *Config) verifierConfig() verifier.Config {
+	return verifier.Config{
+		Policies:     c.Policies,
+		DefaultAllow: c.DefaultAllow,
+		CacheSize:    c.Cache.Size,
+		TTL:          c.Cache.TTL,
+		NegativeTTL:  c.Cache.NegativeTTL,
+	}
+}
+
+// validate checks what a Config built in code can get wrong; it assumes
+// withDefaults was applied.
+func (c *Config) validate() error {
+	if err := checkListen(c.Listen); err != nil {
+		return err
+	}
+	if len(c.Upstreams) == 0 {
+		return errors.New("no upstreams")
+	}
+	seen := make(map[string]bool, len(c.Upstreams))
+	for _, u := range c.Upstreams {
+		if err := checkRegistry(u.Registry); err != nil {
+			return err
+		}
+		if seen[u.Registry] {
+			return fmt.Errorf("upstream registry %q is listed twice", u.Registry)
+		}
+		seen[u.Registry] = true
+		if _, err := parseUpstreamURL(u.URL); err != nil {
+			return fmt.Errorf("upstream %s: %w", u.Registry, err)
+		}
+	}
+	if c.DefaultUpstream != "" && !seen[c.DefaultUpstream] {
+		return fmt.Errorf("defaultUpstream %q names no upstream (have %s)", c.DefaultUpstream, registryList(c.Upstreams))
+	}
+	switch {
+	case c.Cache.Size < 0:
+		return fmt.Errorf("cache size %d is negative", c.Cache.Size)
+	case c.Cache.TTL < 0 || c.Cache.NegativeTTL < 0:
+		return errors.New("cache TTLs must be positive")
+	case c.UpstreamTimeout < 0:
+		return errors.New("upstreamTimeout must be positive")
+	}
+	if _, err := verifier.New(c.verifierConfig()); err != nil {
+		return fmt.Errorf("policies: %w", err)
+	}
+	return nil
+}
+
+func registryList(ups []Upstream) string {
+	names := make([]string, len(ups))
+	for i, u := range ups {
+		names[i] = u.Registry
+	}
+	return strings.Join(names, ", ")
+}
+
+func checkListen(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("listen address %q: want host:port: %w", addr, err)
+	}
+	if strings.ContainsFunc(host, isSpaceOrControl) {
+		return fmt.Errorf("listen address %q: bad host", addr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		return fmt.Errorf("listen address %q: port must be a number from 0 to 65535", addr)
+	}
+	return nil
+}
+
+// registryName is a lower-case host name or IPv4 address with an optional
+// port.
+var registryName = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?$`)
+
+// checkRegistry accepts names that cannot be mistaken for the first
+// component of a repository: they contain '.' or ':' or are "localhost",
+// as docker decides what is a registry.
+func checkRegistry(r string) error {
+	if !registryName.MatchString(r) {
+		return fmt.Errorf("upstream registry %q: want a lower-case host[:port], like 127.0.0.1:5000 or ghcr.io", r)
+	}
+	if !strings.ContainsAny(r, ".:") && r != "localhost" {
+		return fmt.Errorf("upstream registry %q: a registry name needs a '.' or a ':port' (or is localhost), "+
+			"else it reads as a repository path component", r)
+	}
+	return nil
+}
+
+func parseUpstreamURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("url %q: %w", s, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("url %q: scheme must be http or https", s)
+	case u.Host == "" || u.Opaque != "":
+		return nil, fmt.Errorf("url %q: no host", s)
+	case u.User != nil:
+		return nil, fmt.Errorf("url %q: credentials do not belong in the URL (clients send their own)", s)
+	case u.Path != "" && u.Path != "/", u.RawQuery != "", u.Fragment != "":
+		return nil, fmt.Errorf("url %q: want scheme://host[:port] only, no path or query", s)
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+}
+
+func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
+
+// ConfigError is a configuration problem at a line of a file.
+type ConfigError struct {
+	// File is the configuration's path as given.
+	File string
+	// Line is 1-based; 0 when the problem has no line (an empty file).
+	Line int
+	// Msg says what is wrong and what is wanted.
+	Msg string
+}
+
+// Error is "FILE:LINE: reason".
+func (e *ConfigError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return e.File + ": " + e.Msg
+}
+
+// LoadConfig reads and validates a YAML configuration file. Key files in it
+// are relative to the file's directory.
+func LoadConfig(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading config %s: %w", path, err)
+	}
+	return ParseConfig(data, path, filepath.Dir(path))
+}
+
+// ParseConfig parses and validates a YAML configuration. path names it in
+// errors; key files are read relative to baseDir. Every error is a
+// *ConfigError saying "FILE:LINE: reason".
+func ParseConfig(data []byte, path, baseDir string) (*Config, error) {
+	p := &configParser{file: path, baseDir: baseDir}
+	if len(data) > maxConfigSize {
+		return nil, &ConfigError{File: path, Msg: fmt.Sprintf("larger than %d bytes", maxConfigSize)}
+	}
+	root, err := p.document(data)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := p.config(root)
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+type configParser struct {
+	file    string
+	baseDir string
+}
+
+func (p *configParser) errorf(n *yaml.Node, format string, args ...any) error {
+	return &ConfigError{File: p.file, Line: n.Line, Msg: fmt.Sprintf(format, args...)}
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// document parses data into the root mapping node.
+func (p *configParser) document(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &ConfigError{File: p.file, Msg: "empty configuration"}
+		}
+		return nil, p.syntaxError(err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, p.syntaxError(err)
+		}
+		return nil, p.errorf(&extra, "a second YAML document; the configuration is one document")
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil, &ConfigError{File: p.file, Msg: "empty configuration"}
+	}
+	return doc.Content[0], nil
+}
+
+func (p *configParser) syntaxError(err error) error {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &ConfigError{File: p.file, Line: line, Msg: "YAML: " + m[2]}
+	}
+	return &ConfigError{File: p.file, Msg: err.Error()}
+}
+
+// fields walks a mapping: every key must be one of handlers', at most once.
+func (p *configParser) fields(n *yaml.Node, where string, handlers map[string]func(*yaml.Node) error) error {
+	if err := p.noAlias(n); err != nil {
+		return err
+	}
+	if n.Kind != yaml.MappingNode {
+		return p.errorf(n, "%s must be a mapping", where)
+	}
+	seen := make(map[string]int, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if err := p.noAlias(k); err != nil {
+			return err
+		}
+		h, ok := handlers[k.Value]
+		if k.Kind != yaml.ScalarNode || !ok {
+			known := make([]string, 0, len(handlers))
+			for name := range handlers {
+				known = append(known, name)
+			}
+			slices.Sort(known)
+			return p.errorf(k, "unknown key %q in %s (known: %s)", k.Value, where, strings.Join(known, ", "))
+		}
+		if line, dup := seen[k.Value]; dup {
+			return p.errorf(k, "key %q appears twice in %s (first at line %d)", k.Value, where, line)
+		}
+		seen[k.Value] = k.Line
+		if err := p.noAlias(v); err != nil {
+			return err
+		}
+		if err := h(v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *configParser) noAlias(n *yaml.Node) error {
+	if n.Kind == yaml.AliasNode {
+		return p.errorf(n, "YAML aliases are not supported; write the value out")
+	}
+	return nil
+}
+
+func (p *configParser) str(n *yaml.Node, what string, out *string) error {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" || n.Tag == "!!binary" {
+		return p.errorf(n, "%s must be a string", what)
+	}
+	if n.Value == "" {
+		return p.errorf(n, "%s is empty", what)
+	}
+	*out = n.Value
+	return nil
+}
+
+func (p *configParser) integer(n *yaml.Node, what string, out *int64) error {
+	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
+		return p.errorf(n, "%s must be an integer, got %q", what, n.Value)
+	}
+	var v int64
+	if err := n.Decode(&v); err != nil {
+		return p.errorf(n, "%s: %q is not an integer", what, n.Value)
+	}
+	*out = v
+	return nil
+}
+
+func (p *configParser) duration(n *yaml.Node, what string, out *time.Duration) error {
+	var s string
+	if err := p.str(n, what, &s); err != nil {
+		return err
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return p.errorf(n, "%s: %q is not a duration like 30s, 5m or 1h", what, s)
+	}
+	if d <= 0 {
+		return p.errorf(n, "%s must be positive, got %s", what, s)
+	}
+	*out = d
+	return nil
+}
+
+func (p *configParser) stringList(n *yaml.Node, what string, out *[]string) error {
+	if err := p.noAlias(n); err != nil {
+		return err
+	}
+	if n.Kind != yaml.SequenceNode {
+		return p.errorf(n, "%s must be a list", what)
+	}
+	for i, item := range n.Content {
+		var s string
+		if err := p.str(item, fmt.Sprintf("%s[%d]", what, i), &s); err != nil {
+			return err
+		}
+		*out = append(*out, s)
+	}
+	return nil
+}
+
+func (p *configParser) enum(n *yaml.Node, what string, out *string, allowed ...string) error {
+	var s string
+	if err := p.str(n, what, &s); err != nil {
+		return err
+	}
+	if !slices.Contains(allowed, s) {
+		return p.errorf(n, "%s %q: want %s", what, s, strings.Join(allowed, " or "))
+	}
+	*out = s
+	return nil
+}
+
+// config walks the root mapping.
+func (p *configParser) config(root *yaml.Node) (*Config, error) {
+	cfg := &Config{}
+	var defaultUpstream, upstreamsNode *yaml.Node
+	var policiesNode []*yaml.Node
+	err := p.fields(root, "the configuration", map[string]func(*yaml.Node) error{
+		"listen": func(n *yaml.Node) error {
+			if err := p.str(n, "listen", &cfg.Listen); err != nil {
+				return err
+			}
+			if err := checkListen(cfg.Listen); err != nil {
+				return p.errorf(n, "%v", err)
+			}
+			return nil
+		},
+		"upstreams": func(n *yaml.Node) error {
+			upstreamsNode = n
+			return p.upstreams(n, cfg)
+		},
+		"defaultUpstream": func(n *yaml.Node) error {
+			defaultUpstream = n
+			return p.str(n, "defaultUpstream", &cfg.DefaultUpstream)
+		},
+		"policies": func(n *yaml.Node) error {
+			var err error
+			policiesNode, err = p.policies(n, cfg)
+			return err
+		},
+		"defaultPolicy": func(n *yaml.Node) error {
+			var s string
+			if err := p.enum(n, "defaultPolicy", &s, "deny", "allow"); err != nil {
+				return err
+			}
+			cfg.DefaultAllow = s == "allow"
+			return nil
+		},
+		"cache":           func(n *yaml.Node) error { return p.cache(n, &cfg.Cache) },
+		"upstreamTimeout": func(n *yaml.Node) error { return p.duration(n, "upstreamTimeout", &cfg.UpstreamTimeout) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	if upstreamsNode == nil {
+		return nil, p.errorf(root, "no upstreams: list at least one registry under upstreams")
+	}
+	if defaultUpstream != nil && !slices.ContainsFunc(cfg.Upstreams, func(u Upstream) bool { return u.Registry == cfg.DefaultUpstream }) {
+		return nil, p.errorf(defaultUpstream, "defaultUpstream %q names no upstream (have %s)", cfg.DefaultUpstream, registryList(cfg.Upstreams))
+	}
+	if err := p.checkPolicies(cfg, policiesNode); err != nil {
+		return nil, err
+	}
+	full := cfg.withDefaults()
+	if err := full.validate(); err != nil { // anything not caught at a line above
+		return nil, p.errorf(root, "%v", err)
+	}
+	return cfg, nil
+}
+
+func (p *configParser) upstreams(n *yaml.Node, cfg *Config) error {
+	if err := p.noAlias(n); err != nil {
+		return err
+	}
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		return p.errorf(n, "upstreams must be a non-empty list")
+	}
+	for i, item := range n.Content {
+		var u Upstream
+		where := fmt.Sprintf("upstreams[%d]", i)
+		var urlNode *yaml.Node
+		err := p.fields(item, where, map[string]func(*yaml.Node) error{
+			"registry": func(v *yaml.Node) error {
+				if err := p.str(v, where+".registry", &u.Registry); err != nil {
+					return err
+				}
+				if err := checkRegistry(u.Registry); err != nil {
+					return p.errorf(v, "%v", err)
+				}
+				for _, prev := range cfg.Upstreams {
+					if prev.Registry == u.Registry {
+						return p.errorf(v, "upstream registry %q is listed twice", u.Registry)
+					}
+				}
+				return nil
+			},
+			"url": func(v *yaml.Node) error {
+				urlNode = v
+				if err := p.str(v, where+".url", &u.URL); err != nil {
+					return err
+				}
+				if _, err := parseUpstreamURL(u.URL); err != nil {
+					return p.errorf(v, "%v", err)
+				}
+				return nil
+			},
+		})
+		if err != nil {
+			return err
+		}
+		if u.Registry == "" {
+			return p.errorf(item, "%s: registry is missing", where)
+		}
+		if urlNode == nil {
+			return p.errorf(item, "%s: url is missing", where)
+		}
+		cfg.Upstreams = append(cfg.Upstreams, u)
+	}
+	return nil
+}
+
+func (p *configParser) cache(n *yaml.Node, c *CacheConfig) error {
+	return p.fields(n, "cache", map[string]func(*yaml.Node) error{
+		"size": func(v *yaml.Node) error {
+			var size int64
+			if err := p.integer(v, "cache.size", &size); err != nil {
+				return err
+			}
+			if size < 1 || size > 1<<24 {
+				return p.errorf(v, "cache.size %d: want 1 to %d decisions", size, 1<<24)
+			}
+			c.Size = int(size)
+			return nil
+		},
+		"ttl":         func(v *yaml.Node) error { return p.duration(v, "cache.ttl", &c.TTL) },
+		"negativeTTL": func(v *yaml.Node) error { return p.duration(v, "cache.negativeTTL", &c.NegativeTTL) },
+		"manifestBytes": func(v *yaml.Node) error {
+			if err := p.integer(v, "cache.manifestBytes", &c.ManifestBytes); err != nil {
+				return err
+			}
+			if c.ManifestBytes < 0 || c.ManifestBytes > 1<<34 {
+				return p.errorf(v, "cache.manifestBytes %d: want 0 (keep none) to %d", c.ManifestBytes, int64(1)<<34)
+			}
+			if c.ManifestBytes == 0 {
+				c.ManifestBytes = -1
+			}
+			return nil
+		},
+	})
+}
+
+func (p *configParser) policies(n *yaml.Node, cfg *Config) ([]*yaml.Node, error) {
+	if err := p.noAlias(n); err != nil {
+		return nil, err
+	}
+	if n.Kind != yaml.SequenceNode {
+		return nil, p.errorf(n, "policies must be a list")
+	}
+	for i, item := range n.Content {
+		pol, err := p.policy(item, i)
+		if err != nil {
+			return nil, err
+		}
+		for j, prev := range cfg.Policies {
+			if prev.Name == pol.Name {
+				return nil, p.errorf(item, "policy name %q is used twice (policies[%d] and policies[%d])", pol.Name, j, i)
+			}
+		}
+		cfg.Policies = append(cfg.Policies, pol)
+	}
+	return n.Content, nil
+}
+
+func (p *configParser) policy(n *yaml.Node, i int) (*verifier.Policy, error) {
+	pol := &verifier.Policy{}
+	where := fmt.Sprintf("policies[%d]", i)
+	var matchNode, keysNode, thresholdNode *yaml.Node
+	var threshold int64
+	err := p.fields(n, where, map[string]func(*yaml.Node) error{
+		"name": func(v *yaml.Node) error { return p.str(v, where+".name", &pol.Name) },
+		"match": func(v *yaml.Node) error {
+			matchNode = v
+			return p.stringList(v, where+".match", &pol.Match)
+		},
+		"keys": func(v *yaml.Node) error {
+			keysNode = v
+			return p.keys(v, where+".keys", pol)
+		},
+		"threshold": func(v *yaml.Node) error {
+			thresholdNode = v
+			return p.integer(v, where+".threshold", &threshold)
+		},
+		"mode": func(v *yaml.Node) error {
+			return p.enum(v, where+".mode", (*string)(&pol.Mode),
+				string(verifier.ModeEnforce), string(verifier.ModeWarn), string(verifier.ModeAllow))
+		},
+		"identity": func(v *yaml.Node) error { return p.identity(v, where+".identity", pol) },
+		"annotations": func(v *yaml.Node) error {
+			pol.Annotations = map[string]string{}
+			return p.stringMap(v, where+".annotations", pol.Annotations)
+		},
+		"children": func(v *yaml.Node) error {
+			return p.enum(v, where+".children", (*string)(&pol.Children),
+				string(verifier.ChildrenInherit), string(verifier.ChildrenRequireSigned))
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if pol.Name == "" {
+		return nil, p.errorf(n, "%s: name is missing", where)
+	}
+	where = fmt.Sprintf("policy %q", pol.Name)
+	if matchNode == nil || len(pol.Match) == 0 {
+		return nil, p.errorf(n, "%s: match needs at least one pattern on \"<registry>/<repository>\"", where)
+	}
+	if pol.Mode == "" {
+		pol.Mode = verifier.ModeEnforce
+	}
+	if pol.Mode != verifier.ModeAllow && len(pol.Keys) == 0 {
+		at := n
+		if keysNode != nil {
+			at = keysNode
+		}
+		return nil, p.errorf(at, "%s: mode %s needs at least one key", where, pol.Mode)
+	}
+	if thresholdNode != nil {
+		if threshold < 1 || threshold > int64(len(pol.Keys)) {
+			return nil, p.errorf(thresholdNode, "%s: threshold %d: want 1 to the number of keys (%d)", where, threshold, len(pol.Keys))
+		}
+		pol.Threshold = int(threshold)
+	}
+	return pol, nil
+}
+
+func (p *configParser) identity(n *yaml.Node, where string, pol *verifier.Policy) error {
+	err := p.fields(n, where, map[string]func(*yaml.Node) error{
+		"mode": func(v *yaml.Node) error {
+			return p.enum(v, where+".mode", (*string)(&pol.Identity),
+				string(verifier.IdentityRepository), string(verifier.IdentityAny))
+		},
+		"remap": func(v *yaml.Node) error {
+			r := &verifier.Remap{}
+			err := p.fields(v, where+".remap", map[string]func(*yaml.Node) error{
+				"prefix":       func(x *yaml.Node) error { return p.str(x, where+".remap.prefix", &r.Prefix) },
+				"signedPrefix": func(x *yaml.Node) error { return p.str(x, where+".remap.signedPrefix", &r.SignedPrefix) },
+			})
+			if err != nil {
+				return err
+			}
+			if r.Prefix == "" || r.SignedPrefix == "" {
+				return p.errorf(v, "%s.remap needs both prefix and signedPrefix", where)
+			}
+			pol.Remap = r
+			return nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if pol.Remap != nil && pol.Identity == verifier.IdentityAny {
+		return p.errorf(n, "%s: remap only applies to mode repository", where)
+	}
+	return nil
+}
+
+func (p *configParser) stringMap(n *yaml.Node, where string, out map[string]string) error {
+	if n.Kind != yaml.MappingNode {
+		return p.errorf(n, "%s must be a mapping of strings", where)
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		var key, val string
+		if err := p.noAlias(k); err != nil {
+			return err
+		}
+		if err := p.str(k, where+" key", &key); err != nil {
+			return err
+		}
+		if _, dup := out[key]; dup {
+			return p.errorf(k, "%s: key %q appears twice", where, key)
+		}
+		if err := p.noAlias(v); err != nil {
+			return err
+		}
+		if v.Kind != yaml.ScalarNode || v.Tag == "!!null" || v.Tag == "!!binary" {
+			return p.errorf(v, "%s.%s must be a string", where, key)
+		}
+		val = v.Value
+		out[key] = val
+	}
+	return nil
+}
+
+// keys loads each entry: inline PEM, or a file relative to the config.
+func (p *configParser) keys(n *yaml.Node, where string, pol *verifier.Policy) error {
+	if err := p.noAlias(n); err != nil {
+		return err
+	}
+	if n.Kind != yaml.SequenceNode {
+		return p.errorf(n, "%s must be a list of key files or inline PEM", where)
+	}
+	seen := map[string]int{}
+	for i, item := range n.Content {
+		var s string
+		if err := p.str(item, fmt.Sprintf("%s[%d]", where, i), &s); err != nil {
+			return err
+		}
+		key, err := p.key(s)
+		if err != nil {
+			return p.errorf(item, "%s[%d]: %v", where, i, err)
+		}
+		if line, dup := seen[key.ID()]; dup {
+			return p.errorf(item, "%s[%d]: the same key as at line %d (%s)", where, i, line, key.ID())
+		}
+		seen[key.ID()] = item.Line
+		pol.Keys = append(pol.Keys, key)
+	}
+	return nil
+}
+
+func (p *configParser) key(s string) (sigstore.PublicKey, error) {
+	if strings.HasPrefix(strings.TrimSpace(s), "-----BEGIN") {
+		k, err := sigstore.ParsePublicKey([]byte(s))
+		if err != nil {
+			return nil, fmt.Errorf("inline PEM: %w", err)
+		}
+		return k, nil
+	}
+	path := s
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(p.baseDir, path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("key file: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	}
+	if len(data) > maxKeyFile {
+		return nil, fmt.Errorf("key file %s: larger than %d bytes", path, maxKeyFile)
+	}
+	k, err := sigstore.ParsePublicKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("key file %s: %w", path, err)
+	}
+	return k, nil
+}
+
+// checkPolicies runs package verifier's own checks on each policy, so that
+// its errors too point at a line.
+func (p *configParser) checkPolicies(cfg *Config, nodes []*yaml.Node) error {
+	for i, pol := range cfg.Policies {
+		if _, err := verifier.New(verifier.Config{Policies: []*verifier.Policy{pol}}); err != nil {
+			msg := strings.ReplaceAll(err.Error(), "\n", "; ")
+			return p.errorf(nodes[i], "policy %q: %s", pol.Name, msg)
+		}
+	}
+	return nil
+}

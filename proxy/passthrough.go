@@ -1,0 +1,176 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+)
+
+// copyBufferSize is the size of the buffers blobs are streamed through.
+const copyBufferSize = 256 << 10
+
+// bufferPool recycles the ReverseProxy copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any {
+		b := make([]byte, copyBufferSize)
+		return &b
+	}}}
+}
+
+// Get implements httputil.BufferPool.
+func (b *bufferPool) Get() []byte { return *(b.p.Get().(*[]byte)) }
+
+// Put implements httputil.BufferPool.
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) != copyBufferSize {
+		return
+	}
+	buf = buf[:copyBufferSize]
+	b.p.Put(&buf)
+}
+
+// newReverseProxy returns the streaming pass-through to up. The request it
+// is given already carries the upstream path (prefix stripped) and query
+// (ns removed); Rewrite only points it at the upstream. Redirects are
+// returned to the client as they come: the transport does not follow them.
+func (s *Server) newReverseProxy(up *upstream) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(up.base)
+			pr.Out.URL.Path = pr.In.URL.Path
+			pr.Out.URL.RawPath = ""
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+		},
+		Transport:    up.transport,
+		BufferPool:   s.buffers,
+		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorHandler: s.passthroughError(up),
+	}
+}
+
+// passthroughError answers a pass-through whose upstream did not respond
+// with an OCI error: 504 on a timeout, 502 otherwise.
+func (s *Server) passthroughError(up *upstream) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		if r.Context().Err() != nil {
+			writeError(w, r, errClientGone)
+			return
+		}
+		kind, e := transportError(up, r.URL.Path, err)
+		s.metrics.upstreamError(up.registry, kind)
+		writeError(w, r, e)
+	}
+}
+
+// transportError turns a failed upstream round trip into 504 (timeout) or
+// 502 (anything else), naming the upstream.
+func transportError(up *upstream, what string, err error) (string, *Error) {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return "timeout", &Error{Status: http.StatusGatewayTimeout, Code: CodeUnavailable,
+			Message: "upstream " + up.registry + " did not answer in time for " + what, Err: err}
+	}
+	return "network", &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
+		Message: "upstream " + up.registry + " is unreachable for " + what, Err: err}
+}
+
+// forward streams r to t's upstream at path, without the ns parameter.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target, path string) {
+	out := *r
+	u := *r.URL
+	u.Path, u.RawPath = path, ""
+	u.RawQuery = withoutNS(r.URL.RawQuery)
+	out.URL = &u
+	t.up.proxy.ServeHTTP(w, &out)
+}
+
+// withoutNS removes the ns parameter from a raw query.
+func withoutNS(raw string) string {
+	if raw == "" || !strings.Contains(raw, "ns") {
+		return raw
+	}
+	var kept []string
+	for part := range strings.SplitSeq(raw, "&") {
+		if part == "ns" || strings.HasPrefix(part, "ns=") {
+			continue
+		}
+		kept = append(kept, part)
+	}
+	return strings.Join(kept, "&")
+}
+
+// handleBlob streams GET and HEAD /v2/<name>/blobs/<digest>: Range
+// requests and upstream redirects pass through unchanged.
+func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.resolve(r)
+	if err != nil {
+		return err
+	}
+	d, err := pathVar(r, "digest")
+	if err != nil {
+		return err
+	}
+	if err := checkBlobDigest(d); err != nil {
+		return err
+	}
+	s.forward(w, r, t, "/v2/"+t.repo+"/blobs/"+d)
+	return nil
+}
+
+// handleTags streams GET /v2/<name>/tags/list with its n and last
+// parameters.
+func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.resolve(r)
+	if err != nil {
+		return err
+	}
+	s.forward(w, r, t, "/v2/"+t.repo+"/tags/list")
+	return nil
+}
+
+// handleReferrers streams GET /v2/<name>/referrers/<digest>. The index it
+// returns only lists descriptors; each manifest it names is gated when
+// pulled.
+func (s *Server) handleReferrers(w http.ResponseWriter, r *http.Request) error {
+	t, err := s.resolve(r)
+	if err != nil {
+		return err
+	}
+	d, err := pathVar(r, "digest")
+	if err != nil {
+		return err
+	}
+	if _, err := parseManifestDigest(d); err != nil {
+		return err
+	}
+	s.forward(w, r, t, "/v2/"+t.repo+"/referrers/"+d)
+	return nil
+}
+
+// handlePing passes GET /v2/ to the upstream the request names, so that
+// its 401 challenge reaches the client. With no upstream to ask it answers
+// 200 itself.
+func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) error {
+	up, err := s.upstreamFor(r)
+	if err != nil {
+		return err
+	}
+	if up == nil {
+		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			_, _ = w.Write([]byte("{}\n"))
+		}
+		return nil
+	}
+	s.forward(w, r, target{up: up}, "/v2/")
+	return nil
+}

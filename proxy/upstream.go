@@ -1,0 +1,138 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// maxRedirects bounds the redirects a manifest fetch follows.
+const maxRedirects = 5
+
+// upstream is one registry behind the proxy.
+type upstream struct {
+	registry string
+	base     *url.URL // scheme://host only
+	baseStr  string   // base as a string, for sigstore.NewFetcher
+	// client fetches manifests; it follows redirects but never carries the
+	// client's credentials off this upstream's origin.
+	client *http.Client
+	// transport is shared by every upstream and every request kind.
+	transport http.RoundTripper
+	// proxy streams blobs, tags lists, referrers and the /v2/ ping.
+	proxy *httputil.ReverseProxy
+}
+
+func newUpstream(u Upstream, tr http.RoundTripper) (*upstream, error) {
+	base, err := parseUpstreamURL(u.URL)
+	if err != nil {
+		return nil, err
+	}
+	up := &upstream{registry: u.Registry, base: base, baseStr: base.String(), transport: tr}
+	up.client = &http.Client{Transport: tr, CheckRedirect: up.checkRedirect}
+	return up, nil
+}
+
+// newTransport returns the one tuned transport the proxy uses for every
+// upstream request. It asks for no compression, so that bytes pass exactly
+// as upstream stores them (blobs are compressed already) and manifest
+// digests are computed over what upstream serves.
+func newTransport(responseHeaderTimeout time.Duration) *http.Transport {
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: responseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+	}
+}
+
+// sameOrigin reports whether u has this upstream's scheme and host:port.
+// It is stricter than net/http's redirect rule, which keeps credentials
+// for another port of the same host and for subdomains.
+func (up *upstream) sameOrigin(u *url.URL) bool {
+	return sameOrigin(up.base, u)
+}
+
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(canonicalHost(a), canonicalHost(b))
+}
+
+// canonicalHost is host:port with the scheme's default port made explicit.
+func canonicalHost(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return u.Host + ":443"
+	case "http":
+		return u.Host + ":80"
+	}
+	return u.Host
+}
+
+// checkRedirect drops credentials when a manifest fetch is redirected off
+// the upstream's origin (CVE-2026-33540's class of leak).
+func (up *upstream) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= maxRedirects {
+		return errors.New("stopped after 5 redirects")
+	}
+	if !up.sameOrigin(req.URL) {
+		req.Header.Del("Authorization")
+		req.Header.Del("Cookie")
+	}
+	return nil
+}
+
+// manifestURL is the upstream URL of /v2/<repo>/manifests/<ref>.
+func (up *upstream) manifestURL(repo, ref string) *url.URL {
+	return &url.URL{Scheme: up.base.Scheme, Host: up.base.Host, Path: "/v2/" + repo + "/manifests/" + ref}
+}
+
+// credentialTransport adds a client's Authorization header to the
+// signature lookups the proxy makes for that client, on the upstream's own
+// origin only, and remembers a Retry-After from a 429 so that the client
+// can be told when to come back.
+type credentialTransport struct {
+	base   http.RoundTripper
+	origin *url.URL
+	auth   string
+
+	mu         sync.Mutex
+	retryAfter string
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.auth != "" && sameOrigin(t.origin, req.URL) && req.Header.Get("Authorization") == "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("Authorization", t.auth)
+	}
+	resp, err := t.base.RoundTrip(req)
+	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
+		if ra := resp.Header.Get("Retry-After"); ra != "" {
+			t.mu.Lock()
+			t.retryAfter = ra
+			t.mu.Unlock()
+		}
+	}
+	return resp, err
+}
+
+func (t *credentialTransport) lastRetryAfter() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.retryAfter
+}
