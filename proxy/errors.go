@@ -98,10 +98,57 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	h.Del("Docker-Content-Digest")
+	if r.Method == http.MethodHead && e.Code == CodeDenied && writeHeadRefusal(w, r, e) {
+		return
+	}
 	w.WriteHeader(e.Status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+}
+
+// writeHeadRefusal answers a refused HEAD with the refusal in the status
+// line's reason phrase ("403 Forbidden (DENIED: ...)"). A HEAD response has
+// no body, and containerd resolves tags with HEAD alone and prints only the
+// status line, so without this the person at `ctr images pull` would never
+// learn why. It needs HTTP/1.x and a hijackable connection, and reports
+// whether it answered; the connection is closed afterwards.
+func writeHeadRefusal(w http.ResponseWriter, r *http.Request, e *Error) bool {
+	if r.ProtoMajor != 1 {
+		return false
+	}
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	if rec, ok := w.(*recorder); ok {
+		rec.status = e.Status
+	}
+	fmt.Fprintf(buf, "HTTP/1.1 %d %s (%s: %s)\r\n", e.Status, http.StatusText(e.Status), e.Code, reasonPhrase(e.Message))
+	for k, vs := range w.Header() {
+		for _, v := range vs {
+			fmt.Fprintf(buf, "%s: %s\r\n", k, reasonPhrase(v))
+		}
+	}
+	fmt.Fprintf(buf, "Connection: close\r\n\r\n")
+	_ = buf.Flush()
+	return true
+}
+
+// reasonPhrase makes s safe for a status line or header value: printable
+// ASCII only, at most 1 KiB.
+func reasonPhrase(s string) string {
+	const max = 1 << 10
+	b := make([]byte, 0, min(len(s), max))
+	for i := 0; i < len(s) && len(b) < max; i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e {
+			c = '?'
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 func marshalError(code, message string) []byte {

@@ -777,3 +777,26 @@ func TestServeAndShutdown(t *testing.T) {
 		t.Fatal("Serve did not return after cancel")
 	}
 }
+
+// containerd resolves with HEAD alone and prints only the status line, so a
+// refused HEAD carries the refusal in its reason phrase.
+func TestHeadRefusalNamesReasonInStatusLine(t *testing.T) {
+	e := newEnv(t)
+	_, unsigned := e.pushRandom("prod/unsigned", "v1")
+	resp := e.do(http.MethodHead, "/v2/prod/unsigned/manifests/v1")
+	wantStatus(t, resp, http.StatusForbidden, "")
+	for _, want := range []string{"403 Forbidden (DENIED: ", unsigned.String(), string(verifier.ReasonNoSignatures)} {
+		if !strings.Contains(resp.Status, want) {
+			t.Errorf("status line %q lacks %q", resp.Status, want)
+		}
+	}
+	if resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("Content-Type %q", resp.Header.Get("Content-Type"))
+	}
+	// A GET keeps the standard status line and carries the message in the body.
+	resp = e.do(http.MethodGet, "/v2/prod/unsigned/manifests/v1")
+	if resp.Status != "403 Forbidden" {
+		t.Errorf("GET status line %q", resp.Status)
+	}
+	wantStatus(t, resp, http.StatusForbidden, CodeDenied)
+}
