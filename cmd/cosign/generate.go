@@ -1,0 +1,38 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/cosign-dev/cosign/sigstore"
+)
+
+func runGenerate(ctx context.Context, c *cli, args []string) error {
+	fs := newFlagSet("generate", "IMAGE [-a key=value]...",
+		"Print the simple-signing payload that sign would sign for IMAGE, byte for byte and without a\n"+
+			"trailing newline, so another tool can sign it:\n"+
+			"  cosign generate IMAGE | openssl pkeyutl -sign -inkey key.pem -rawin | cosign upload -signature - IMAGE",
+		c.stderr)
+	ann := annotations{}
+	fs.Var(ann, "a", "annotation `key=value` to include (repeatable)")
+	var reg registryFlags
+	reg.register(fs)
+	image, err := oneImage(fs, args)
+	if err != nil {
+		return err
+	}
+	ref, err := reg.parseReference(image)
+	if err != nil {
+		return err
+	}
+	_, desc, err := reg.resolve(ctx, ref)
+	if err != nil {
+		return err
+	}
+	payload, err := sigstore.NewPayload(ref.Context().Name(), desc.Digest, ann.orNil())
+	if err != nil {
+		return fmt.Errorf("making payload: %w", err)
+	}
+	_, err = c.stdout.Write(payload)
+	return err
+}

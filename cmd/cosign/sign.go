@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+
+	"github.com/cosign-dev/cosign/sigstore"
+)
+
+func runSign(ctx context.Context, c *cli, args []string) error {
+	fs := newFlagSet("sign", "-key KEY IMAGE [-a key=value]... [--no-upload] [--bundle]",
+		"Sign the digest IMAGE resolves to and store the signature in IMAGE's repository, as a layer of\n"+
+			"the tag sha256-<hex>.sig (earlier signatures are kept, an identical one is not added twice).\n"+
+			"The image's own manifest and tags are never changed. With --bundle, store a Sigstore bundle\n"+
+			"(cosign v3's format) as an OCI referrer of the image instead.",
+		c.stderr)
+	keyPath := fs.String("key", "", "private key: PKCS#8 PEM, or cosign's encrypted format (password from COSIGN_PASSWORD or a prompt)")
+	ann := annotations{}
+	fs.Var(ann, "a", "annotation `key=value` signed with the digest (repeatable)")
+	noUpload := fs.Bool("no-upload", false, "print the base64 signature (the bundle with --bundle) to stdout; write nothing to the registry")
+	bundle := fs.Bool("bundle", false, "store a Sigstore bundle v0.3 as a referrer instead of a .sig layer")
+	var reg registryFlags
+	reg.register(fs)
+	image, err := oneImage(fs, args)
+	if err != nil {
+		return err
+	}
+	key, err := c.loadPrivateKey(*keyPath)
+	if err != nil {
+		return err
+	}
+	ref, err := reg.parseReference(image)
+	if err != nil {
+		return err
+	}
+	d, desc, err := reg.resolve(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if *bundle {
+		b, err := sigstore.NewBundle(key, desc.Digest, ann.orNil())
+		if err != nil {
+			return fmt.Errorf("making bundle for %s: %w", d, err)
+		}
+		if *noUpload {
+			_, err := fmt.Fprintf(c.stdout, "%s\n", b)
+			return err
+		}
+		if err := sigstore.WriteBundle(ctx, d, desc, b, reg.remoteOptions(ctx)...); err != nil {
+			return fmt.Errorf("pushing bundle for %s: %w", d, registryFailure(d.Context().Name(), err))
+		}
+		fmt.Fprintf(c.stderr, "Pushed a Sigstore bundle for %s as a referrer in %s\n", d, d.Context().Name())
+		return nil
+	}
+	payload, err := sigstore.NewPayload(ref.Context().Name(), desc.Digest, ann.orNil())
+	if err != nil {
+		return fmt.Errorf("making payload for %s: %w", d, err)
+	}
+	sig, err := key.Sign(payload)
+	if err != nil {
+		return fmt.Errorf("signing %s: %w", d, err)
+	}
+	if *noUpload {
+		_, err := fmt.Fprintln(c.stdout, base64.StdEncoding.EncodeToString(sig))
+		return err
+	}
+	return c.appendSignature(ctx, &reg, d, payload, sig)
+}

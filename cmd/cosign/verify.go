@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/cosign-dev/cosign/sigstore"
+	"github.com/cosign-dev/cosign/verifier"
+)
+
+func runVerify(ctx context.Context, c *cli, args []string) error {
+	fs := newFlagSet("verify", "-key PUB IMAGE [-a key=value]... [-signature FILE|- [-payload FILE]]",
+		"Exit 0 when at least one signature stored for the digest IMAGE resolves to was made by the key\n"+
+			"PUB, over a payload that names that digest and carries every -a annotation. Verified payloads\n"+
+			"go to stdout as a JSON array; the checks go to stderr. As in sigstore cosign, the payload's\n"+
+			"docker-reference is not checked: the digest binds the signature. With -signature, verify that\n"+
+			"detached signature (raw or base64) over the regenerated payload, or over -payload, instead.",
+		c.stderr)
+	keyPath := fs.String("key", "", "public key: PKIX PEM (Ed25519, ECDSA P-256 or RSA)")
+	ann := annotations{}
+	fs.Var(ann, "a", "annotation `key=value` the signed payload must carry (repeatable)")
+	sigPath := fs.String("signature", "", "verify this detached signature instead (file, or - for stdin)")
+	payloadPath := fs.String("payload", "", "with -signature: the signed payload (default: regenerate it from IMAGE and -a)")
+	var reg registryFlags
+	reg.register(fs)
+	image, err := oneImage(fs, args)
+	if err != nil {
+		return err
+	}
+	if *payloadPath != "" && *sigPath == "" {
+		return fmt.Errorf("%w: -payload needs -signature", errUsage)
+	}
+	if isStdin(*sigPath) && isStdin(*payloadPath) {
+		return fmt.Errorf("%w: -signature and -payload cannot both read stdin", errUsage)
+	}
+	pub, err := loadPublicKey(*keyPath)
+	if err != nil {
+		return err
+	}
+	ref, err := reg.parseReference(image)
+	if err != nil {
+		return err
+	}
+	d, desc, err := reg.resolve(ctx, ref)
+	if err != nil {
+		return err
+	}
+	var sigs []sigstore.Signature
+	if *sigPath != "" {
+		sigs, err = c.detachedSignature(*sigPath, *payloadPath, ref.Context().Name(), desc.Digest, ann)
+	} else {
+		sigs, err = reg.signatures(ctx, d)
+	}
+	if err != nil {
+		return err
+	}
+	img := verifier.Image{
+		Registry:   ref.Context().RegistryStr(),
+		Repository: ref.Context().RepositoryStr(),
+		Digest:     desc.Digest,
+	}
+	policy := &verifier.Policy{
+		Name:        "cosign verify",
+		Keys:        []sigstore.PublicKey{pub},
+		Threshold:   1,
+		Mode:        verifier.ModeEnforce,
+		Identity:    verifier.IdentityAny,
+		Annotations: ann.orNil(),
+	}
+	dec := verifier.Evaluate(policy, img, sigs)
+	if !dec.Admit || dec.Warn {
+		return refusal(dec, img, pub, sigs)
+	}
+	return c.reportVerified(img, pub, ann, dec.Verified)
+}
+
+// detachedSignature is the one signature -signature names, over the payload
+// -payload names or the regenerated one.
+func (c *cli) detachedSignature(sigPath, payloadPath, reference string, digest v1.Hash, ann annotations) ([]sigstore.Signature, error) {
+	sig, err := c.readSignature(sigPath)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := c.payloadFor(payloadPath, reference, digest, ann)
+	if err != nil {
+		return nil, err
+	}
+	return []sigstore.Signature{{
+		Format:  sigstore.FormatSimpleSigning,
+		Signed:  payload,
+		Sig:     sig,
+		Payload: payload,
+		Where:   "detached signature " + sigPath,
+	}}, nil
+}
+
+// refusal turns a refusing decision into the error the user sees.
+func refusal(dec verifier.Decision, img verifier.Image, pub sigstore.PublicKey, sigs []sigstore.Signature) error {
+	switch dec.Reason {
+	case verifier.ReasonNoSignatures:
+		return fmt.Errorf("no signatures found for %s", img)
+	case verifier.ReasonUntrusted:
+		return fmt.Errorf("none of %d signatures was made by this key (%s %s) for %s%s",
+			len(sigs), pub.Algorithm(), pub.ID(), img, malformed(sigs))
+	case verifier.ReasonDigestMismatch:
+		return fmt.Errorf("digest mismatch: signature is for %s, image is %s (%s)",
+			signedDigest(pub, sigs, img.Digest), img.Digest, img)
+	}
+	return fmt.Errorf("verification failed: %s", dec.Message)
+}
+
+// malformed says how many signatures were malformed and why the first was,
+// or "" when none was.
+func malformed(sigs []sigstore.Signature) string {
+	n, first := 0, ""
+	for _, s := range sigs {
+		if s.Err != nil {
+			if n == 0 {
+				first = fmt.Sprintf("%s: %v", s.Where, s.Err)
+			}
+			n++
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; %d malformed, first: %s", n, first)
+}
+
+// signedDigest names the digest(s) that a signature made by pub binds instead
+// of want, for the "digest mismatch" message.
+func signedDigest(pub sigstore.PublicKey, sigs []sigstore.Signature, want v1.Hash) string {
+	for _, s := range sigs {
+		if s.Err != nil || pub.Verify(s.Signed, s.Sig) != nil {
+			continue
+		}
+		claims, err := s.Claims()
+		if err != nil || slices.Contains(claims.Digests, want) {
+			continue
+		}
+		if len(claims.Digests) == 1 {
+			return claims.Digests[0].String()
+		}
+		return fmt.Sprint(claims.Digests)
+	}
+	return "another digest"
+}
+
+// reportVerified prints the verified payloads as a JSON array to stdout, and
+// the checks that passed to stderr.
+func (c *cli) reportVerified(img verifier.Image, pub sigstore.PublicKey, ann annotations, verified []sigstore.Signature) error {
+	docs := make([]json.RawMessage, 0, len(verified))
+	for _, s := range verified {
+		if !json.Valid(s.Payload) {
+			return fmt.Errorf("verified payload %s is not JSON", s.Where)
+		}
+		docs = append(docs, json.RawMessage(s.Payload))
+	}
+	out, err := json.Marshal(docs)
+	if err != nil {
+		return fmt.Errorf("encoding payloads: %w", err)
+	}
+	fmt.Fprintf(c.stderr, "Verification for %s --\n", img)
+	fmt.Fprintf(c.stderr, "The following checks were performed on each of these signatures:\n")
+	fmt.Fprintf(c.stderr, "  - The signature was verified against the public key %s (%s).\n", pub.ID(), pub.Algorithm())
+	fmt.Fprintf(c.stderr, "  - The signed payload names the image digest %s.\n", img.Digest)
+	if len(ann) > 0 {
+		fmt.Fprintf(c.stderr, "  - The signed payload carries the annotations %s.\n", ann)
+	}
+	fmt.Fprintf(c.stderr, "  - The payload's docker-reference was not checked (as in sigstore cosign): the digest binds it.\n")
+	fmt.Fprintf(c.stderr, "%d verified signature(s).\n", len(verified))
+	_, err = fmt.Fprintf(c.stdout, "%s\n", out)
+	return err
+}
