@@ -164,9 +164,14 @@ func FetcherFor(ctx context.Context, repo name.Repository, kc authn.Keychain, rt
 
 // Signatures returns every signature stored for digest in repo: the layers
 // of the "sha256-<hex>.sig" manifest (simple signing) and the Sigstore
-// bundles that refer to digest (referrers API, else the referrers tag). The
-// two kinds are looked up concurrently, simple signatures come first. None
-// found is no signature and a nil error.
+// bundles that refer to digest (the union of what the referrers API and the
+// referrers tag list). Simple signatures come first. None found is no
+// signature and a nil error.
+//
+// The .sig manifest, the referrers API and the referrers tag are requested
+// at once, and every artifact as soon as what names it has arrived, so a
+// lookup costs at most 2 sequential round trips for simple signatures and
+// 3 for bundles, whether or not the registry has the referrers API.
 //
 // A malformed individual signature is returned with Signature.Err set. An
 // error wrapping ErrInvalidArtifact means the signature manifests
@@ -351,24 +356,59 @@ func (f *Fetcher) bundleSignatures(ctx context.Context, repo string, digest v1.H
 }
 
 // bundleReferrers lists the referrers of digest whose artifactType is a
-// Sigstore bundle: from the referrers API, or when the registry has none,
-// from the referrers tag schema.
+// Sigstore bundle. It asks the referrers API and reads the referrers tag at
+// once, so that a registry without the API costs no extra round trip, and
+// returns the union of both, deduplicated by digest (the API's entries
+// first): a registry may have gained the API after cosign wrote a
+// referrers tag. Not found on both is no referrer. Any error on either is
+// the lookup's error, never half an answer, and the union counts against
+// MaxSignatures.
 func (f *Fetcher) bundleReferrers(ctx context.Context, repo string, digest v1.Hash) ([]artifactDescriptor, error) {
+	var fromAPI, fromTag []artifactDescriptor
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		fromAPI, err = f.referrersAPI(gctx, repo, digest)
+		return err
+	})
+	g.Go(func() (err error) {
+		fromTag, err = f.referrersTag(gctx, repo, digest)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	entries, err := unionByDigest(fromAPI, fromTag)
+	if err != nil {
+		return nil, fmt.Errorf("referrers of %s: %w", digest, err)
+	}
+	return entries, nil
+}
+
+// referrersAPI lists the bundle referrers of digest from the OCI 1.1
+// referrers API. A registry without the API (404, 400, 405, 406, or a
+// 200 that is not an OCI index) lists none.
+func (f *Fetcher) referrersAPI(ctx context.Context, repo string, digest v1.Hash) ([]artifactDescriptor, error) {
 	path := "/v2/" + repo + "/referrers/" + digest.String() + "?artifactType=" + url.QueryEscape(BundleMediaType)
 	resp, err := f.get(ctx, path, string(types.OCIImageIndex), MaxManifestSize,
 		http.StatusNotFound, http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusNotAcceptable)
 	if err != nil {
 		return nil, err
 	}
-	if resp.status == http.StatusOK && baseMediaType(resp.contentType) == string(types.OCIImageIndex) {
-		entries, err := parseReferrersIndex(resp.body)
-		if err != nil {
-			return nil, fmt.Errorf("referrers of %s: %w", digest, err)
-		}
-		return entries, nil
+	if resp.status != http.StatusOK || baseMediaType(resp.contentType) != string(types.OCIImageIndex) {
+		return nil, nil
 	}
+	entries, err := parseReferrersIndex(resp.body)
+	if err != nil {
+		return nil, fmt.Errorf("referrers API for %s: %w", digest, err)
+	}
+	return entries, nil
+}
+
+// referrersTag lists the bundle referrers of digest from the referrers tag
+// schema ("sha256-<hex>"); no such tag lists none.
+func (f *Fetcher) referrersTag(ctx context.Context, repo string, digest v1.Hash) ([]artifactDescriptor, error) {
 	tag := ReferrersTag(digest)
-	resp, err = f.get(ctx, manifestPath(repo, tag), string(types.OCIImageIndex), MaxManifestSize, http.StatusNotFound)
+	resp, err := f.get(ctx, manifestPath(repo, tag), string(types.OCIImageIndex), MaxManifestSize, http.StatusNotFound)
 	if err != nil {
 		return nil, err
 	}
@@ -380,6 +420,26 @@ func (f *Fetcher) bundleReferrers(ctx context.Context, repo string, digest v1.Ha
 		return nil, fmt.Errorf("referrers tag %s: %w", tag, err)
 	}
 	return entries, nil
+}
+
+// unionByDigest concatenates lists, keeping the first entry of each
+// digest, and fails when more than MaxSignatures remain.
+func unionByDigest(lists ...[]artifactDescriptor) ([]artifactDescriptor, error) {
+	var out []artifactDescriptor
+	seen := make(map[string]bool)
+	for _, list := range lists {
+		for _, e := range list {
+			if seen[e.Digest] {
+				continue
+			}
+			if len(out) == MaxSignatures {
+				return nil, invalidf("more than %d bundle referrers", MaxSignatures)
+			}
+			seen[e.Digest] = true
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // parseReferrersIndex returns the bundle entries of an OCI index, failing

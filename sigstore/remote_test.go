@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -394,6 +395,7 @@ func TestSignaturesReadsWhatCosignWrote(t *testing.T) {
 		requests: []string{
 			"GET /v2/interop/app/blobs/" + appV1ECDSAPayload,
 			"GET /v2/interop/app/blobs/" + appV1Ed25519Payload,
+			tagPath("interop/app", appV1, ""),
 			tagPath("interop/app", appV1, ".sig"),
 			"GET /v2/interop/app/referrers/" + appV1.String(),
 		},
@@ -408,11 +410,14 @@ func TestSignaturesReadsWhatCosignWrote(t *testing.T) {
 			"GET /v2/interop/app/referrers/" + appV2.String(),
 		},
 	}, {
-		name: "app:v2 bundle through the referrers API", referrers: true, repo: "interop/app", digest: appV2,
+		// The dump also holds the referrers tag cosign wrote: both list the
+		// one referrer, which is fetched once.
+		name: "app:v2 bundle through the referrers API and tag", referrers: true, repo: "interop/app", digest: appV2,
 		want: []wantSig{{FormatBundle, appV2Bundle, ecdsaKey}},
 		requests: []string{
 			"GET /v2/interop/app/blobs/" + appV2Bundle,
 			"GET /v2/interop/app/manifests/" + appV2Referrer,
+			tagPath("interop/app", appV2, ""),
 			tagPath("interop/app", appV2, ".sig"),
 			"GET /v2/interop/app/referrers/" + appV2.String(),
 		},
@@ -426,6 +431,7 @@ func TestSignaturesReadsWhatCosignWrote(t *testing.T) {
 	}, {
 		name: "unsigned has none with referrers API", referrers: true, repo: "interop/unsigned", digest: unsigned,
 		requests: []string{
+			tagPath("interop/unsigned", unsigned, ""),
 			tagPath("interop/unsigned", unsigned, ".sig"),
 			"GET /v2/interop/unsigned/referrers/" + unsigned.String(),
 		},
@@ -505,9 +511,11 @@ func checkSignatures(t *testing.T, sigs []Signature, digest v1.Hash, want []want
 // TestSignaturesFiltersReferrersByArtifactType: go-containerregistry's own
 // registry lists cosign's bundle under the config media type (the OCI empty
 // type) instead of the manifest's artifactType. Such an entry is not a
-// bundle by its descriptor and is not fetched, as cosign itself does.
+// bundle by its descriptor and is not fetched, as cosign itself does. (The
+// referrers tag cosign wrote, which lists it correctly, is hidden here.)
 func TestSignaturesFiltersReferrersByArtifactType(t *testing.T) {
 	var inner http.Handler = registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(true))
+	inner = serve(tagPath(appV2), ociError(http.StatusNotFound, "MANIFEST_UNKNOWN", "hidden"))(inner)
 	r := &testRegistry{}
 	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		r.mu.Lock()
@@ -610,6 +618,8 @@ func TestSignaturesRefusesInvalidArtifacts(t *testing.T) {
 			w.Write([]byte("{"))
 		})},
 		{name: "referrers tag that is not an index", mw: serve(tagPath(target), oci(sigManifest(1, func(int) v1.Descriptor { return payloadLayer(payload, "") })))},
+		{name: "referrers tag that is not an index beside a referrers API", referrers: true,
+			mw: serve(tagPath(target), oci(sigManifest(1, func(int) v1.Descriptor { return payloadLayer(payload, "") })))},
 		{name: "referrers API index that is malformed", referrers: true,
 			mw: serve(refPath(target), body(http.StatusOK, string(types.OCIImageIndex), []byte(`{"schemaVersion":2,"mediaType":"`+string(types.OCIImageIndex)+`","manifests":[{"size":"x"}]}`)))},
 	} {
@@ -789,6 +799,9 @@ func TestSignaturesReportsRegistryFailures(t *testing.T) {
 		{name: "401 on the .sig manifest", mw: serve(sigPath(target), ociError(401, "UNAUTHORIZED", "who are you")), status: 401, code: "UNAUTHORIZED"},
 		{name: "403 on the referrers tag", mw: serve(tagPath(target), ociError(403, "DENIED", "no")), status: 403, code: "DENIED"},
 		{name: "503 on the referrers API", referrers: true, mw: serve(refPath(target), body(503, "text/plain", []byte("down"))), status: 503},
+		{name: "403 on the referrers tag beside a referrers API", referrers: true, mw: serve(tagPath(target), ociError(403, "DENIED", "no")), status: 403, code: "DENIED"},
+		{name: "timeout on the referrers API, tag not found", mw: serve(refPath(target), hang), deadline: 200 * time.Millisecond, timeout: true},
+		{name: "timeout on the referrers tag beside a referrers API", referrers: true, mw: serve(tagPath(target), hang), deadline: 200 * time.Millisecond, timeout: true},
 		{name: "502 on a payload blob", mw: serve(blobPath(appV1ECDSAPayload), body(502, "text/html", []byte("<html>"))), status: 502},
 		{name: "timeout on the .sig manifest", mw: serve(sigPath(target), hang), deadline: 200 * time.Millisecond, timeout: true},
 		{name: "timeout on a payload blob", mw: serve(blobPath(appV1Ed25519Payload), hang), deadline: 200 * time.Millisecond, timeout: true},
@@ -986,4 +999,282 @@ func FuzzParseBundleManifest(f *testing.F) {
 			t.Fatalf("returned a %q layer", layer.MediaType)
 		}
 	})
+}
+
+// --- round trips ---
+
+// lockstep is a RoundTripper that answers from an in-memory handler in
+// rounds, inside a synctest bubble: it holds every request until the lookup
+// cannot send another one without an answer (synctest.Wait), then answers
+// all of them at once. A request's round is the number of rounds answered
+// before it was sent, plus one, so that the number of rounds is the depth
+// of the lookup's chain of dependent requests, whatever the scheduling.
+type lockstep struct {
+	h        http.Handler
+	mu       sync.Mutex
+	answered int             // rounds answered so far
+	pending  []chan struct{} // requests waiting for the next round
+	sent     []sentRequest
+}
+
+// sentRequest is one request and the round it was sent in.
+type sentRequest struct {
+	round int
+	path  string
+}
+
+// RoundTrip holds req until its round is answered.
+func (l *lockstep) RoundTrip(req *http.Request) (*http.Response, error) {
+	release := make(chan struct{})
+	l.mu.Lock()
+	l.pending = append(l.pending, release)
+	l.sent = append(l.sent, sentRequest{round: l.answered + 1, path: req.Method + " " + req.URL.Path})
+	l.mu.Unlock()
+	select {
+	case <-release:
+	case <-req.Context().Done():
+		return nil, req.Context().Err()
+	}
+	rec := httptest.NewRecorder()
+	l.h.ServeHTTP(rec, req)
+	return rec.Result(), nil
+}
+
+// answerRound releases every held request and reports how many there were.
+func (l *lockstep) answerRound() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(l.pending)
+	for _, release := range l.pending {
+		close(release)
+	}
+	l.pending = nil
+	if n > 0 {
+		l.answered++
+	}
+	return n
+}
+
+// lookupInRounds runs one Signatures lookup against h in lockstep and
+// returns its result and the requests it sent, each with its round.
+func lookupInRounds(t *testing.T, h http.Handler, repo string, digest v1.Hash) ([]Signature, error, []sentRequest) {
+	t.Helper()
+	var (
+		sigs []Signature
+		err  error
+		l    = &lockstep{h: h}
+	)
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			sigs, err = NewFetcher("http://registry.test", l).Signatures(ctx, repo, digest)
+		}()
+		for {
+			synctest.Wait() // every request the lookup can send without an answer is held
+			if l.answerRound() == 0 {
+				break
+			}
+		}
+		<-done
+	})
+	return sigs, err, l.sent
+}
+
+// rounds is the highest round of sent.
+func rounds(sent []sentRequest) int {
+	n := 0
+	for _, s := range sent {
+		n = max(n, s.round)
+	}
+	return n
+}
+
+// TestSignaturesRoundTrips counts the sequential round trips of a lookup:
+// the .sig manifest, the referrers API and the referrers tag are asked at
+// once, so a legacy signature costs 2 rounds (manifest, payloads) and a
+// bundle 3 (indexes, referrer manifest, bundle), with or without the
+// referrers API.
+func TestSignaturesRoundTrips(t *testing.T) {
+	ecdsaKey, ed25519Key := loadKey(t, "ecdsa.pub"), loadKey(t, "ed25519.pub")
+	for _, tc := range []struct {
+		name      string
+		referrers bool
+		repo      string
+		digest    v1.Hash
+		want      []wantSig
+		rounds    int
+		requests  int
+	}{
+		{name: "legacy signatures, no referrers API", repo: "interop/app", digest: appV1, rounds: 2, requests: 5,
+			want: []wantSig{{FormatSimpleSigning, appV1ECDSAPayload, ecdsaKey}, {FormatSimpleSigning, appV1Ed25519Payload, ed25519Key}}},
+		{name: "legacy signatures, referrers API", referrers: true, repo: "interop/app", digest: appV1, rounds: 2, requests: 5,
+			want: []wantSig{{FormatSimpleSigning, appV1ECDSAPayload, ecdsaKey}, {FormatSimpleSigning, appV1Ed25519Payload, ed25519Key}}},
+		{name: "bundle in the referrers tag, no referrers API", repo: "interop/app", digest: appV2, rounds: 3, requests: 5,
+			want: []wantSig{{FormatBundle, appV2Bundle, ecdsaKey}}},
+		{name: "bundle through the referrers API", referrers: true, repo: "interop/app", digest: appV2, rounds: 3, requests: 5,
+			want: []wantSig{{FormatBundle, appV2Bundle, ecdsaKey}}},
+		{name: "index with a legacy signature", repo: "interop/multi", digest: multiV1, rounds: 2, requests: 4,
+			want: []wantSig{{FormatSimpleSigning, multiV1Payload, ecdsaKey}}},
+		{name: "unsigned, no referrers API", repo: "interop/unsigned", digest: unsigned, rounds: 1, requests: 3},
+		{name: "unsigned, referrers API", referrers: true, repo: "interop/unsigned", digest: unsigned, rounds: 1, requests: 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRegistry(t, tc.referrers)
+			loadVectors(t, r)
+			sigs, err, sent := lookupInRounds(t, r.Config.Handler, tc.repo, tc.digest)
+			if err != nil {
+				t.Fatalf("Signatures: %v", err)
+			}
+			checkSignatures(t, sigs, tc.digest, tc.want)
+			if got := rounds(sent); got != tc.rounds || len(sent) != tc.requests {
+				var log strings.Builder
+				for _, s := range sent {
+					fmt.Fprintf(&log, "\n  round %d: %s", s.round, s.path)
+				}
+				t.Errorf("%d requests in %d rounds, want %d in %d:%s", len(sent), got, tc.requests, tc.rounds, log.String())
+			}
+		})
+	}
+}
+
+// TestSignaturesUnitesReferrersAPIAndTag: bundles are the union of what the
+// referrers API and the referrers tag list, each referrer fetched once.
+func TestSignaturesUnitesReferrersAPIAndTag(t *testing.T) {
+	ecdsaKey := loadKey(t, "ecdsa.pub")
+	emptyIndex, _ := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}})
+	for _, tc := range []struct {
+		name  string
+		mw    middleware
+		fresh bool // write a second bundle, which only the referrers API lists
+	}{
+		// cosign's tag from before the registry had the API
+		{name: "old referrers tag, API listing nothing", mw: serve(refPath(appV2), body(http.StatusOK, string(types.OCIImageIndex), emptyIndex))},
+		{name: "API only, no referrers tag", mw: serve(tagPath(appV2), ociError(http.StatusNotFound, "MANIFEST_UNKNOWN", "no tag"))},
+		{name: "API and tag listing the same referrer", mw: func(h http.Handler) http.Handler { return h }},
+		{name: "API listing one more than the tag", mw: func(h http.Handler) http.Handler { return h }, fresh: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRegistry(t, true, tc.mw)
+			loadVectors(t, r)
+			want := map[string]PublicKey{appV2Bundle: ecdsaKey}
+			if tc.fresh {
+				k := newKey(t)
+				bundle := writeBundleFor(t, r, attackRepo, appV2, k)
+				want[sha256Digest(bundle)] = k.Public()
+			}
+			sigs, err := r.signatures(t, attackRepo, appV2)
+			if err != nil {
+				t.Fatalf("Signatures: %v", err)
+			}
+			if len(sigs) != len(want) {
+				t.Fatalf("got %d signatures, want %d: %+v", len(sigs), len(want), sigs)
+			}
+			for _, s := range sigs {
+				key, ok := want[sha256Digest(s.Bundle)]
+				if !ok {
+					t.Fatalf("unexpected signature %s", s.Where)
+				}
+				checkSignatures(t, []Signature{s}, appV2, []wantSig{{FormatBundle, sha256Digest(s.Bundle), key}})
+				delete(want, sha256Digest(s.Bundle))
+			}
+			fetched := 0
+			for _, req := range r.recorded() {
+				if strings.HasSuffix(req, "/manifests/"+appV2Referrer) {
+					fetched++
+				}
+			}
+			if fetched != 1 {
+				t.Errorf("cosign's referrer fetched %d times, want once", fetched)
+			}
+		})
+	}
+}
+
+// writeBundleFor signs digest (a manifest already in repo) with key as a
+// bundle referrer and returns the bundle.
+func writeBundleFor(t *testing.T, r *testRegistry, repo string, digest v1.Hash, key PrivateKey) []byte {
+	t.Helper()
+	manifest := getManifest(t, r, repo, digest.String())
+	var m struct {
+		MediaType types.MediaType `json:"mediaType"`
+	}
+	if err := json.Unmarshal(manifest, &m); err != nil {
+		t.Fatal(err)
+	}
+	bundle, err := NewBundle(key, digest, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := name.NewDigest(r.host() + "/" + repo + "@" + digest.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := v1.Descriptor{MediaType: m.MediaType, Size: int64(len(manifest)), Digest: digest}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := WriteBundle(ctx, d, subject, bundle); err != nil {
+		t.Fatalf("WriteBundle: %v", err)
+	}
+	r.reset()
+	return bundle
+}
+
+// TestSignaturesCapsTheReferrersUnion: MaxSignatures bounds the union of
+// the referrers API and tag, counting a referrer both list once.
+func TestSignaturesCapsTheReferrersUnion(t *testing.T) {
+	target := mustHash(sha256Digest([]byte("union target")))
+	index := func(from, to int) []byte {
+		idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}}
+		for i := from; i < to; i++ {
+			idx.Manifests = append(idx.Manifests, v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: 100,
+				Digest: mustHash(sha256Digest([]byte(fmt.Sprint(i)))), ArtifactType: BundleMediaType})
+		}
+		b, _ := json.Marshal(idx)
+		return b
+	}
+	const half = MaxSignatures/2 + 1
+	for _, tc := range []struct {
+		name       string
+		api, tag   []byte
+		wantErr    bool
+		wantBundle int
+	}{
+		{"disjoint halves over the cap", index(0, half), index(half, 2*half), true, 0},
+		{"overlapping lists over the cap", index(0, MaxSignatures), index(1, MaxSignatures+1), true, 0},
+		{"the same MaxSignatures in both", index(0, MaxSignatures), index(0, MaxSignatures), false, MaxSignatures},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRegistry(t, true,
+				serve(refPath(target), body(http.StatusOK, string(types.OCIImageIndex), tc.api)),
+				serve(tagPath(target), body(http.StatusOK, string(types.OCIImageIndex), tc.tag)),
+			)
+			sigs, err := r.signatures(t, attackRepo, target)
+			if tc.wantErr {
+				if !errors.Is(err, ErrInvalidArtifact) {
+					t.Fatalf("got %d signatures, error %v; want ErrInvalidArtifact", len(sigs), err)
+				}
+				for _, req := range r.recorded() {
+					if strings.Contains(req, "/manifests/sha256:") {
+						t.Fatalf("fetched a referrer over the cap: %s", req)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Signatures: %v", err)
+			}
+			// None was pushed: each is a referrer pointing at nothing.
+			if len(sigs) != tc.wantBundle {
+				t.Fatalf("got %d signatures, want %d", len(sigs), tc.wantBundle)
+			}
+			for _, s := range sigs {
+				if !errors.Is(s.Err, ErrInvalidArtifact) || !strings.Contains(s.Err.Error(), "not found") {
+					t.Fatalf("%s: Err %v, want not found", s.Where, s.Err)
+				}
+			}
+		})
+	}
 }
