@@ -2,9 +2,10 @@ package sigstore
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -60,53 +61,55 @@ func (s Signature) bundleClaims() (Claims, error) {
 	return c, nil
 }
 
-// Keys of an in-toto ResourceDescriptor besides digest.
-var subjectOptionalKeys = []string{"name", "uri", "content", "downloadLocation", "mediaType", "annotations"}
+// Keys of an in-toto Statement, and of a ResourceDescriptor besides digest;
+// fields returns the members in this order.
+var (
+	statementKeys       = []string{"_type", "subject", "predicateType", "predicate"}
+	subjectKeys         = []string{"digest"}
+	subjectOptionalKeys = []string{"name", "uri", "content", "downloadLocation", "mediaType", "annotations"}
+)
 
 // parseStatement parses a cosign signing statement strictly.
 func parseStatement(b []byte) (Claims, error) {
-	if err := checkJSON(b); err != nil {
-		return Claims{}, err
-	}
-	top, err := decodeObject(b, "statement", []string{"_type", "subject", "predicateType", "predicate"})
+	doc, err := parseJSON(b)
 	if err != nil {
 		return Claims{}, err
 	}
-	typ, err := decodeString(top["_type"], "_type")
+	f, err := doc.fields("statement", statementKeys)
+	if err != nil {
+		return Claims{}, err
+	}
+	typeField, subject, predicateType, predicate := f[0], f[1], f[2], f[3]
+	typ, err := stringOf(typeField, "_type")
 	if err != nil {
 		return Claims{}, err
 	}
 	if typ != inTotoStatementV1 && typ != inTotoStatementV01 {
 		return Claims{}, fmt.Errorf("_type %q is not an in-toto statement (%s or %s)", typ, inTotoStatementV1, inTotoStatementV01)
 	}
-	pt, err := decodeString(top["predicateType"], "predicateType")
+	pt, err := stringOf(predicateType, "predicateType")
 	if err != nil {
 		return Claims{}, err
 	}
 	if pt != CosignPredicateType {
 		return Claims{}, fmt.Errorf("predicateType %q is not %q", pt, CosignPredicateType)
 	}
-	if !isKind(top["predicate"], '{') {
+	if predicate.kind() != jsonObject {
 		return Claims{}, errors.New("predicate: not a JSON object")
 	}
-	return parseSubjects(top["subject"])
+	return parseSubjects(subject)
 }
 
-func parseSubjects(raw json.RawMessage) (Claims, error) {
-	if !isKind(raw, '[') {
+func parseSubjects(list jsonValue) (Claims, error) {
+	if list.kind() != jsonArray {
 		return Claims{}, errors.New("subject: not a JSON array")
-	}
-	var list []json.RawMessage
-	if err := json.Unmarshal(raw, &list); err != nil {
-		return Claims{}, fmt.Errorf("subject: %w", err)
-	}
-	if len(list) == 0 {
-		return Claims{}, errors.New("subject: empty")
 	}
 	var c Claims
 	seen := make(map[v1.Hash]bool)
-	for i, item := range list {
-		what := fmt.Sprintf("subject[%d]", i)
+	i := 0
+	for item := range list.elements() {
+		what := "subject[" + strconv.Itoa(i) + "]"
+		i++
 		d, annotations, err := parseSubject(item, what)
 		if err != nil {
 			return Claims{}, err
@@ -119,24 +122,30 @@ func parseSubjects(raw json.RawMessage) (Claims, error) {
 			return Claims{}, err
 		}
 	}
+	if i == 0 {
+		return Claims{}, errors.New("subject: empty")
+	}
 	return c, nil
 }
 
 // parseSubject returns a subject's sha256 digest (required; other algorithms
 // must be strings and are ignored) and its annotations.
-func parseSubject(raw json.RawMessage, what string) (v1.Hash, map[string]string, error) {
-	obj, err := decodeObject(raw, what, []string{"digest"}, subjectOptionalKeys...)
+func parseSubject(v jsonValue, what string) (v1.Hash, map[string]string, error) {
+	f, err := v.fields(what, subjectKeys, subjectOptionalKeys...)
 	if err != nil {
 		return v1.Hash{}, nil, err
 	}
-	if err := checkStringMembers(obj, what, "name", "uri", "downloadLocation", "mediaType"); err != nil {
-		return v1.Hash{}, nil, err
+	digest, annotationsField := f[0], f[1+slices.Index(subjectOptionalKeys, "annotations")]
+	for _, k := range []string{"name", "uri", "downloadLocation", "mediaType"} {
+		if m := f[1+slices.Index(subjectOptionalKeys, k)]; m != nil && m.kind() != jsonString {
+			return v1.Hash{}, nil, fmt.Errorf("%s.%s: not a JSON string", what, k)
+		}
 	}
-	hexSum, err := subjectSHA256(obj["digest"], what+".digest")
+	hexSum, err := subjectSHA256(digest, what+".digest")
 	if err != nil {
 		return v1.Hash{}, nil, err
 	}
-	annotations, err := decodeAnnotations(obj["annotations"], what+".annotations")
+	annotations, err := decodeAnnotations(annotationsField, what+".annotations")
 	if err != nil {
 		return v1.Hash{}, nil, err
 	}
@@ -146,40 +155,24 @@ func parseSubject(raw json.RawMessage, what string) (v1.Hash, map[string]string,
 // subjectSHA256 returns the sha256 member of a DigestSet, which must be 64
 // lowercase hex digits; members for other algorithms must be strings and are
 // otherwise ignored.
-func subjectSHA256(raw json.RawMessage, what string) (string, error) {
-	if !isKind(raw, '{') {
+func subjectSHA256(set jsonValue, what string) (string, error) {
+	if set.kind() != jsonObject {
 		return "", fmt.Errorf("%s: not a JSON object", what)
 	}
-	var set map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &set); err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	for alg, v := range set {
-		if _, err := decodeString(v, what+"."+alg); err != nil {
-			return "", err
+	for alg, v := range set.members() {
+		if v.kind() != jsonString {
+			return "", fmt.Errorf("%s.%s: not a JSON string", what, alg)
 		}
 	}
-	v, ok := set["sha256"]
-	if !ok {
+	v := set.get("sha256")
+	if v == nil {
 		return "", fmt.Errorf("%s: no sha256 digest", what)
 	}
-	hexSum, _ := decodeString(v, what+".sha256")
+	hexSum := v.text()
 	if err := checkSHA256Hex(hexSum); err != nil {
 		return "", fmt.Errorf("%s.sha256: %w", what, err)
 	}
 	return hexSum, nil
-}
-
-// checkStringMembers checks that the named members, when present, are strings.
-func checkStringMembers(obj map[string]json.RawMessage, what string, keys ...string) error {
-	for _, k := range keys {
-		if v, ok := obj[k]; ok {
-			if _, err := decodeString(v, what+"."+k); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 func mergeAnnotations(into, from map[string]string, what string) (map[string]string, error) {

@@ -5,10 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"sort"
 	"strings"
-	"unicode/utf8"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -104,44 +101,56 @@ func ParsePayload(b []byte) (*Payload, error) {
 	return p, nil
 }
 
+// Key sets of the simple-signing objects; fields returns the members in
+// this order.
+var (
+	payloadKeys  = []string{"critical"}
+	criticalKeys = []string{"identity", "image", "type"}
+	identityKeys = []string{"docker-reference"}
+	imageKeys    = []string{"docker-manifest-digest"}
+)
+
 func parsePayload(b []byte) (*Payload, error) {
-	if err := checkJSON(b); err != nil {
-		return nil, err
-	}
-	top, err := decodeObject(b, "payload", []string{"critical"}, "optional")
+	doc, err := parseJSON(b)
 	if err != nil {
 		return nil, err
 	}
-	crit, err := decodeObject(top["critical"], "critical", []string{"identity", "image", "type"})
+	top, err := doc.fields("payload", payloadKeys, "optional")
 	if err != nil {
 		return nil, err
 	}
-	id, err := decodeObject(crit["identity"], "critical.identity", []string{"docker-reference"})
+	critical, optional := top[0], top[1]
+	crit, err := critical.fields("critical", criticalKeys)
 	if err != nil {
 		return nil, err
 	}
-	img, err := decodeObject(crit["image"], "critical.image", []string{"docker-manifest-digest"})
+	identity, image, typ := crit[0], crit[1], crit[2]
+	id, err := identity.fields("critical.identity", identityKeys)
+	if err != nil {
+		return nil, err
+	}
+	img, err := image.fields("critical.image", imageKeys)
 	if err != nil {
 		return nil, err
 	}
 	var p Payload
-	if p.Reference, err = decodeString(id["docker-reference"], "critical.identity.docker-reference"); err != nil {
+	if p.Reference, err = stringOf(id[0], "critical.identity.docker-reference"); err != nil {
 		return nil, err
 	}
-	d, err := decodeString(img["docker-manifest-digest"], "critical.image.docker-manifest-digest")
+	d, err := stringOf(img[0], "critical.image.docker-manifest-digest")
 	if err != nil {
 		return nil, err
 	}
 	if p.Digest, err = parseDigest(d); err != nil {
 		return nil, fmt.Errorf("critical.image.docker-manifest-digest: %w", err)
 	}
-	if p.Type, err = decodeString(crit["type"], "critical.type"); err != nil {
+	if p.Type, err = stringOf(typ, "critical.type"); err != nil {
 		return nil, err
 	}
 	if p.Type != SimpleSigningType {
 		return nil, fmt.Errorf("critical.type %q is not %q", p.Type, SimpleSigningType)
 	}
-	if p.Annotations, err = decodeAnnotations(top["optional"], "optional"); err != nil {
+	if p.Annotations, err = decodeAnnotations(optional, "optional"); err != nil {
 		return nil, err
 	}
 	return &p, nil
@@ -179,157 +188,19 @@ func checkSHA256Hex(s string) error {
 	return nil
 }
 
-// Strict JSON helpers, shared by the payload, bundle, statement and
-// encrypted-key parsers.
-
-// maxJSONDepth bounds nesting; the documents read here are shallow.
-const maxJSONDepth = 32
-
-// checkJSON verifies that b is valid UTF-8 holding exactly one JSON value,
-// with only whitespace after it and no object with a repeated key at any
-// depth. encoding/json alone would keep the last of two duplicate keys,
-// match keys case-insensitively and silently replace invalid UTF-8.
-func checkJSON(b []byte) error {
-	if !utf8.Valid(b) {
-		return errors.New("not valid UTF-8")
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := walkJSON(dec, 0); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("data after the JSON value")
-	}
-	return nil
-}
-
-// walkJSON consumes one value from dec, checking objects for repeated keys.
-func walkJSON(dec *json.Decoder, depth int) error {
-	if depth > maxJSONDepth {
-		return fmt.Errorf("JSON nested deeper than %d", maxJSONDepth)
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("invalid JSON: %w", err)
-	}
-	delim, ok := tok.(json.Delim)
-	if !ok {
-		return nil
-	}
-	switch delim {
-	case '{':
-		seen := make(map[string]bool)
-		for dec.More() {
-			kt, err := dec.Token()
-			if err != nil {
-				return fmt.Errorf("invalid JSON: %w", err)
-			}
-			key, ok := kt.(string)
-			if !ok {
-				return fmt.Errorf("invalid JSON: object key %v", kt)
-			}
-			if seen[key] {
-				return fmt.Errorf("duplicate key %q", key)
-			}
-			seen[key] = true
-			if err := walkJSON(dec, depth+1); err != nil {
-				return err
-			}
-		}
-	case '[':
-		for dec.More() {
-			if err := walkJSON(dec, depth+1); err != nil {
-				return err
-			}
-		}
-	default:
-		return fmt.Errorf("invalid JSON: unexpected %q", delim)
-	}
-	if _, err := dec.Token(); err != nil { // the closing delimiter
-		return fmt.Errorf("invalid JSON: %w", err)
-	}
-	return nil
-}
-
-// decodeObject decodes raw, which must be a JSON object (already checked by
-// checkJSON), and checks its key set: every required key present, no key
-// outside required and optional. A key that differs only in case from an
-// expected one is named as such.
-func decodeObject(raw json.RawMessage, what string, required []string, optional ...string) (map[string]json.RawMessage, error) {
-	if raw == nil {
-		return nil, fmt.Errorf("%s: missing", what)
-	}
-	if !isKind(raw, '{') {
-		return nil, fmt.Errorf("%s: not a JSON object", what)
-	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if err := checkKeys(obj, what, required, optional); err != nil {
-		return nil, err
-	}
-	return obj, nil
-}
-
-func checkKeys(obj map[string]json.RawMessage, what string, required, optional []string) error {
-	known := make(map[string]bool, len(required)+len(optional))
-	for _, k := range append(append([]string(nil), required...), optional...) {
-		known[k] = true
-	}
-	keys := make([]string, 0, len(obj))
-	for k := range obj {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if known[k] {
-			continue
-		}
-		for want := range known {
-			if strings.EqualFold(k, want) {
-				return fmt.Errorf("%s: key %q differs in case from %q", what, k, want)
-			}
-		}
-		return fmt.Errorf("%s: unknown key %q", what, k)
-	}
-	for _, k := range required {
-		if _, ok := obj[k]; !ok {
-			return fmt.Errorf("%s: missing key %q", what, k)
-		}
-	}
-	return nil
-}
-
-// decodeString decodes raw, which must be a JSON string (null is refused).
-func decodeString(raw json.RawMessage, what string) (string, error) {
-	if !isKind(raw, '"') {
-		return "", fmt.Errorf("%s: not a JSON string", what)
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", fmt.Errorf("%s: %w", what, err)
-	}
-	return s, nil
-}
-
 // decodeAnnotations decodes an object of annotations; absent or null gives
 // nil. Non-string values become their compact JSON text.
-func decodeAnnotations(raw json.RawMessage, what string) (map[string]string, error) {
-	if raw == nil || isNull(raw) {
+func decodeAnnotations(v jsonValue, what string) (map[string]string, error) {
+	switch v.kind() {
+	case 0, jsonNull:
 		return nil, nil
-	}
-	if !isKind(raw, '{') {
+	case jsonObject:
+	default:
 		return nil, fmt.Errorf("%s: not a JSON object or null", what)
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	out := make(map[string]string, len(obj))
-	for k, v := range obj {
-		s, err := annotationValue(v)
+	out := make(map[string]string)
+	for k, m := range v.members() {
+		s, err := annotationValue(m)
 		if err != nil {
 			return nil, fmt.Errorf("%s.%s: %w", what, k, err)
 		}
@@ -338,25 +209,13 @@ func decodeAnnotations(raw json.RawMessage, what string) (map[string]string, err
 	return out, nil
 }
 
-func annotationValue(v json.RawMessage) (string, error) {
-	if isKind(v, '"') {
-		var s string
-		err := json.Unmarshal(v, &s)
-		return s, err
+func annotationValue(v jsonValue) (string, error) {
+	if v.kind() == jsonString {
+		return v.text(), nil
 	}
 	var buf bytes.Buffer
 	if err := json.Compact(&buf, v); err != nil {
 		return "", err
 	}
 	return buf.String(), nil
-}
-
-// isKind reports whether the JSON value raw starts with c.
-func isKind(raw json.RawMessage, c byte) bool {
-	t := bytes.TrimLeft(raw, " \t\r\n")
-	return len(t) > 0 && t[0] == c
-}
-
-func isNull(raw json.RawMessage) bool {
-	return string(bytes.TrimSpace(raw)) == "null"
 }

@@ -3,6 +3,7 @@ package verifier
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -54,9 +55,9 @@ func Evaluate(p *Policy, img Image, sigs []sigstore.Signature) Decision {
 		return allowed(p, img)
 	}
 	var t tally
-	keys := distinctKeys(p.Keys)
-	for i, sig := range sigs {
-		t.consider(p, img, keys, i, sig)
+	keys := trustedKeys(p.Keys)
+	for i := range sigs {
+		t.consider(p, img, keys, i, &sigs[i])
 	}
 	if len(t.keys) >= p.threshold() { // threshold() >= 1: zero signatures never pass
 		return Decision{
@@ -74,6 +75,28 @@ func Evaluate(p *Policy, img Image, sigs []sigstore.Signature) Decision {
 	return d
 }
 
+// trustedKeys returns keys without nil keys and repeats of a key ID. It
+// returns keys itself, without allocating, when there is nothing to drop,
+// as in almost every policy. Key IDs are computed when a key is parsed.
+func trustedKeys(keys []sigstore.PublicKey) []sigstore.PublicKey {
+	for i, k := range keys {
+		if k == nil || seenKey(keys[:i], k.ID()) {
+			return distinctKeys(keys)
+		}
+	}
+	return keys
+}
+
+// seenKey reports whether a key among keys, none nil, has the ID id.
+func seenKey(keys []sigstore.PublicKey, id string) bool {
+	for _, k := range keys {
+		if k.ID() == id {
+			return true
+		}
+	}
+	return false
+}
+
 // tally accumulates what the signatures of one digest proved.
 type tally struct {
 	keys       []string             // distinct key IDs that counted
@@ -85,12 +108,12 @@ type tally struct {
 	claimFails int
 }
 
-// consider checks one signature against the keys.
-func (t *tally) consider(p *Policy, img Image, keys []sigstore.PublicKey, i int, sig sigstore.Signature) {
-	where := sigName(i, sig)
+// consider checks signature number i against the keys. The details of a
+// refusal are only written for the first failure of each kind.
+func (t *tally) consider(p *Policy, img Image, keys []sigstore.PublicKey, i int, sig *sigstore.Signature) {
 	if sig.Err != nil {
 		if t.malformed == 0 {
-			t.firstBad = fmt.Sprintf("%s: %v", where, sig.Err)
+			t.firstBad = sigName(i, sig) + ": " + sig.Err.Error()
 		}
 		t.malformed++
 		return
@@ -103,12 +126,12 @@ func (t *tally) consider(p *Policy, img Image, keys []sigstore.PublicKey, i int,
 		if reason != "" {
 			if t.claimFails == 0 {
 				t.claimFail = reason
-				t.claimWhy = fmt.Sprintf("signature %s by key %s verified, but %s", where, shortKeyID(key.ID()), detail)
+				t.claimWhy = "signature " + sigName(i, sig) + " by key " + shortKeyID(key.ID()) + " verified, but " + detail
 			}
 			t.claimFails++
 			return
 		}
-		t.verified = append(t.verified, sig)
+		t.verified = append(t.verified, *sig)
 		if id := key.ID(); !slices.Contains(t.keys, id) {
 			t.keys = append(t.keys, id)
 		}
@@ -136,7 +159,7 @@ func (t *tally) refusal(p *Policy, found, keys int) (Reason, string) {
 }
 
 // verifies reports whether key verifies sig; a key that panics does not.
-func verifies(key sigstore.PublicKey, sig sigstore.Signature) (ok bool) {
+func verifies(key sigstore.PublicKey, sig *sigstore.Signature) (ok bool) {
 	defer func() {
 		if recover() != nil {
 			ok = false
@@ -146,7 +169,7 @@ func verifies(key sigstore.PublicKey, sig sigstore.Signature) (ok bool) {
 }
 
 // claimsOf parses the signed document; a panic is a parse error.
-func claimsOf(sig sigstore.Signature) (c sigstore.Claims, err error) {
+func claimsOf(sig *sigstore.Signature) (c sigstore.Claims, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("parsing claims: %v", r)
@@ -157,7 +180,7 @@ func claimsOf(sig sigstore.Signature) (c sigstore.Claims, err error) {
 
 // checkClaims checks what a verified signature's document asserts. It
 // returns "" when every claim holds, else the reason and a detail.
-func checkClaims(p *Policy, img Image, sig sigstore.Signature) (Reason, string) {
+func checkClaims(p *Policy, img Image, sig *sigstore.Signature) (Reason, string) {
 	claims, err := claimsOf(sig)
 	if err != nil {
 		return ReasonInvalid, fmt.Sprintf("its signed document is invalid: %v", err)
@@ -165,20 +188,39 @@ func checkClaims(p *Policy, img Image, sig sigstore.Signature) (Reason, string) 
 	if !slices.Contains(claims.Digests, img.Digest) {
 		return ReasonDigestMismatch, fmt.Sprintf("it is for %s, not this digest", digestList(claims))
 	}
-	if detail, ok := checkIdentity(p, img, sig, claims); !ok {
+	if detail, ok := checkIdentity(p, img, *sig, claims); !ok {
 		return ReasonIdentityMismatch, detail
 	}
-	for _, k := range sortedKeys(p.Annotations) {
-		want := p.Annotations[k]
-		got, ok := claims.Annotations[k]
-		if !ok {
-			return ReasonAnnotations, fmt.Sprintf("annotation %q is missing (policy requires %q)", k, want)
-		}
-		if got != want {
-			return ReasonAnnotations, fmt.Sprintf("annotation %q is %q (policy requires %q)", k, got, want)
-		}
+	if !annotationsHold(p.Annotations, claims.Annotations) {
+		return ReasonAnnotations, annotationMismatch(p.Annotations, claims.Annotations)
 	}
 	return "", ""
+}
+
+// annotationsHold reports whether got has every annotation of want, with
+// the same value.
+func annotationsHold(want, got map[string]string) bool {
+	for k, w := range want {
+		if g, ok := got[k]; !ok || g != w {
+			return false
+		}
+	}
+	return true
+}
+
+// annotationMismatch describes the first required annotation, in key
+// order, that got lacks or has with another value.
+func annotationMismatch(want, got map[string]string) string {
+	for _, k := range sortedKeys(want) {
+		g, ok := got[k]
+		if !ok {
+			return fmt.Sprintf("annotation %q is missing (policy requires %q)", k, want[k])
+		}
+		if g != want[k] {
+			return fmt.Sprintf("annotation %q is %q (policy requires %q)", k, g, want[k])
+		}
+	}
+	return "annotations hold"
 }
 
 func digestList(c sigstore.Claims) string {
@@ -222,21 +264,41 @@ func allowed(p *Policy, img Image) Decision {
 	}
 }
 
+// verifiedMessage is "<image>: verified by policy "<name>" (<n> of <m>
+// required keys: <short IDs>)". It is written on every admission, so it is
+// appended to one buffer rather than formatted.
 func verifiedMessage(p *Policy, img Image, keys []string) string {
-	short := make([]string, len(keys))
+	var room [256]byte
+	b := append(room[:0], img.Registry...)
+	b = append(b, '/')
+	b = append(b, img.Repository...)
+	b = append(b, '@')
+	b = append(b, img.Digest.Algorithm...)
+	b = append(b, ':')
+	b = append(b, img.Digest.Hex...)
+	b = append(b, ": verified by policy "...)
+	b = strconv.AppendQuote(b, p.Name)
+	b = append(b, " ("...)
+	b = strconv.AppendInt(b, int64(len(keys)), 10)
+	b = append(b, " of "...)
+	b = strconv.AppendInt(b, int64(p.threshold()), 10)
+	b = append(b, " required keys: "...)
 	for i, k := range keys {
-		short[i] = shortKeyID(k)
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, shortKeyID(k)...)
 	}
-	return oneLine(fmt.Sprintf("%s: verified by policy %q (%d of %d required keys: %s)",
-		img, p.Name, len(keys), p.threshold(), strings.Join(short, ", ")))
+	b = append(b, ')')
+	return oneLine(string(b))
 }
 
 // sigName names a signature for messages.
-func sigName(i int, sig sigstore.Signature) string {
+func sigName(i int, sig *sigstore.Signature) string {
 	if sig.Where != "" {
-		return fmt.Sprintf("%q", sig.Where)
+		return strconv.Quote(sig.Where)
 	}
-	return fmt.Sprintf("#%d", i+1)
+	return "#" + strconv.Itoa(i+1)
 }
 
 // shortKeyID keeps "sha256:" and 12 hex digits.
@@ -246,6 +308,18 @@ func shortKeyID(id string) string {
 		return id[:n]
 	}
 	return id
+}
+
+// isClean reports whether s is valid UTF-8 with no control character, so
+// that oneLine would leave it as it is. (strings.Map replaces invalid
+// UTF-8 with U+FFFD; a U+FFFD already there just takes the slow path.)
+func isClean(s string) bool {
+	for _, r := range s {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
 }
 
 func plural(n int, what string) string {
@@ -261,6 +335,9 @@ const maxMessageLen = 2048
 // oneLine replaces control characters, which untrusted details may carry,
 // so that a message stays one line, and cuts it to maxMessageLen bytes.
 func oneLine(s string) string {
+	if len(s) <= maxMessageLen && isClean(s) {
+		return s
+	}
 	s = strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
 			return ' '
