@@ -196,6 +196,10 @@ func checkIdentity(p *Policy, img Image, sig sigstore.Signature, claims sigstore
 	if claims.Reference == "" && sig.Format != sigstore.FormatSimpleSigning {
 		return "", true
 	}
+	if p.Remap == nil && namesPulled(claims.Reference, img) {
+		// The same text normalizes the same way: no need to parse either.
+		return "", true
+	}
 	want, err := expectedIdentity(p, img)
 	if err != nil {
 		return err.Error(), false
@@ -208,6 +212,15 @@ func checkIdentity(p *Policy, img Image, sig sigstore.Signature, claims sigstore
 		return fmt.Sprintf("it names %q, not %q", got, want) + remapHint(p, img, got, want), false
 	}
 	return "", true
+}
+
+// namesPulled reports whether ref is literally "<registry>/<repository>" of
+// img, the form cosign writes, without building that string.
+func namesPulled(ref string, img Image) bool {
+	return len(ref) == len(img.Registry)+1+len(img.Repository) &&
+		strings.HasPrefix(ref, img.Registry) &&
+		ref[len(img.Registry)] == '/' &&
+		strings.HasSuffix(ref, img.Repository)
 }
 
 // remapHint suggests a remap when only the registries differ and the
