@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Where `make install` puts cosign (and the cosine symlink): GOBIN, else GOPATH/bin.
 INSTALL_DIR ?= $(shell d="$$($(GO) env GOBIN)"; [ -n "$$d" ] && echo "$$d" || echo "$$($(GO) env GOPATH)/bin")
 
-.PHONY: all build test test-deps vet fmt-check install proxy clean
+.PHONY: all build test test-deps vet fmt-check install proxy bench clean
 
 all: build
 
@@ -39,6 +39,12 @@ install: build
 ## proxy: run the verifying proxy's embedded demo on 127.0.0.1:5050
 proxy:
 	$(GO) run ./cmd/cosign proxy
+
+## bench: what verifying on pull costs, against a real docker-registry, nginx and
+## distribution's pull-through cache on loopback; prints a table and writes it
+## to e2e/bench/RESULTS.md (about 3 minutes; `go run ./e2e/bench -quick` for a smoke run)
+bench: test-deps
+	$(GO) run ./e2e/bench -out e2e/bench/RESULTS.md
 
 clean:
 	rm -rf bin

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// warmSpec is one warm comparison: the same request direct and through the proxy.
+type warmSpec struct {
+	label    string // row label
+	method   string
+	ref      string // tag or digest
+	conc     int
+	minRatio float64 // throughput goal, proxy/direct
+	maxAdded time.Duration
+}
+
+// caseWarmTag is case 1: warm manifest GET and HEAD by tag at concurrency 1
+// and 32. Goal: >= 0.8x direct throughput, p50 added below 0.5 ms.
+func caseWarmTag(ctx context.Context, e *env, r *report) {
+	for _, conc := range []int{1, 32} {
+		for _, m := range []string{http.MethodGet, http.MethodHead} {
+			runWarm(ctx, e, r, warmSpec{
+				label: fmt.Sprintf("1 %s tag c=%d", m, conc), method: m, ref: e.warm.tag,
+				conc: conc, minRatio: 0.8, maxAdded: 500 * time.Microsecond,
+			})
+		}
+	}
+}
+
+// caseWarmDigest is case 2: warm manifest GET by digest. Goal: >= 1.0x.
+func caseWarmDigest(ctx context.Context, e *env, r *report) {
+	for _, conc := range []int{1, 32} {
+		runWarm(ctx, e, r, warmSpec{
+			label: fmt.Sprintf("2 GET digest c=%d", conc), method: http.MethodGet, ref: e.warm.digest,
+			conc: conc, minRatio: 1.0,
+		})
+	}
+}
+
+// runWarm measures one warmSpec direct and through the proxy, adding rows.
+func runWarm(ctx context.Context, e *env, r *report, s warmSpec) {
+	path := "/v2/" + e.warm.repo + "/manifests/" + s.ref
+	targets := []struct{ name, url string }{
+		{"direct", e.upstream.url() + path},
+		{"proxy", e.proxy.url() + path},
+	}
+	clients := [2]*http.Client{newClient(s.conc), newClient(s.conc)}
+	defer func() {
+		for _, c := range clients {
+			c.CloseIdleConnections()
+		}
+	}()
+	for i, t := range targets {
+		if err := warmUp(ctx, clients[i], s.method, t.url, s.conc, 20*s.conc, 5*time.Second); err != nil {
+			r.fail(s.label, "throughput ("+t.name+")", err)
+			return
+		}
+	}
+	// Alternate slices of at most one second between the two targets, so
+	// a change of machine load while measuring hits both alike.
+	var res [2]loadResult
+	meters := [2]*cpuMeter{newCPUMeter(e.pids(false)), newCPUMeter(e.pids(true))}
+	parts := max(1, int(e.o.duration/time.Second))
+	for k := 0; k < parts; k++ {
+		for i, t := range targets {
+			spec := loadSpec{method: s.method, url: t.url, conc: s.conc,
+				dur: e.o.duration / time.Duration(parts), max: (e.o.maxRequests - res[i].ok - res[i].errs)}
+			if spec.max <= 0 {
+				continue
+			}
+			meters[i].begin()
+			res[i].merge(runLoad(ctx, clients[i], spec))
+			meters[i].end()
+		}
+	}
+	r.note("%s, CPU per request: direct: %s; proxy: %s.", s.label,
+		meters[0].perUnit(float64(res[0].ok+res[0].errs), "µs"), meters[1].perUnit(float64(res[1].ok+res[1].errs), "µs"))
+	for i, t := range targets {
+		if res[i].errs > 0 {
+			r.note("%s %s: %d of %d requests failed, first: %s", s.label, t.name, res[i].errs, res[i].errs+res[i].ok, res[i].firstErr)
+		}
+		if res[i].ok == 0 {
+			r.fail(s.label, "throughput ("+t.name+")", fmt.Errorf("no request succeeded: %s", res[i].firstErr))
+			return
+		}
+	}
+	d, p := res[0], res[1]
+	tr := ratio(p.rps(), d.rps())
+	r.add(row{kase: s.label, metric: "throughput", baseline: "direct " + fRPS(d.rps()), proxy: fRPS(p.rps()),
+		ratio: fRatio(tr), goal: fmt.Sprintf(">= %.1fx", s.minRatio), met: met(tr >= s.minRatio)})
+	added := p.quantile(0.5) - d.quantile(0.5)
+	x := row{kase: s.label, metric: "p50 latency", baseline: fMS(d.quantile(0.5)), proxy: fMS(p.quantile(0.5)),
+		ratio: fAddMS(added)}
+	if s.maxAdded > 0 {
+		x.goal = fmt.Sprintf("added < %.1f ms", float64(s.maxAdded)/1e6)
+		x.met = met(added < s.maxAdded)
+	}
+	r.add(x)
+	r.add(row{kase: s.label, metric: "p99 latency", baseline: fMS(d.quantile(0.99)), proxy: fMS(p.quantile(0.99)),
+		ratio: fAddMS(p.quantile(0.99) - d.quantile(0.99))})
+}
