@@ -22,6 +22,8 @@ const (
 	CodeTooManyRequests = "TOOMANYREQUESTS"
 	CodeUnavailable     = "UNAVAILABLE"
 	CodeUnknown         = "UNKNOWN"
+	// CodePaginationInvalid is the spec's code for a bad page size n.
+	CodePaginationInvalid = "PAGINATION_NUMBER_INVALID"
 )
 
 // Error is an error response of the distribution API. Handlers return it;

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -124,12 +125,23 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// maxTagsPage is the largest page of tags a client may ask for, as in
+// distribution since CVE-2023-2253 (an unbounded n made the registry
+// allocate for it).
+const maxTagsPage = 1000
+
 // handleTags streams GET /v2/<name>/tags/list with its n and last
-// parameters.
+// parameters; n must be a number from 0 to maxTagsPage.
 func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) error {
 	t, err := s.resolve(r)
 	if err != nil {
 		return err
+	}
+	if q := r.URL.Query(); q.Has("n") {
+		if n, err := strconv.Atoi(q.Get("n")); err != nil || n < 0 || n > maxTagsPage {
+			return newError(http.StatusBadRequest, CodePaginationInvalid,
+				"invalid page size n=%q: a number from 0 to %d", q.Get("n"), maxTagsPage)
+		}
 	}
 	s.forward(w, r, t, "/v2/"+t.repo+"/tags/list")
 	return nil

@@ -339,3 +339,21 @@ func FuzzParseReference(f *testing.F) {
 		}
 	})
 }
+
+// CVE-2023-2253: a huge n on the tags listing made the registry allocate
+// for it; the proxy refuses page sizes past distribution's 1000 without
+// asking upstream.
+func TestTagsPageSizeIsBounded(t *testing.T) {
+	e := newEnv(t)
+	e.pushRandom("prod/app", "v1")
+	for _, n := range []string{"1001", "99999999999999999999", "-1", "x", ""} {
+		e.up.requests()
+		wantStatus(t, e.do(http.MethodGet, "/v2/prod/app/tags/list?n="+n), http.StatusBadRequest, CodePaginationInvalid)
+		if reqs := e.up.requests(); len(reqs) != 0 {
+			t.Errorf("n=%q reached upstream: %v", n, reqs)
+		}
+	}
+	for _, n := range []string{"0", "1000"} {
+		wantStatus(t, e.do(http.MethodGet, "/v2/prod/app/tags/list?n="+n), http.StatusOK, "")
+	}
+}
