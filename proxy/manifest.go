@@ -93,7 +93,7 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) error {
 		}
 		s.metrics.manifestCache(false)
 	}
-	body, contentType, err := s.fetchManifest(r.Context(), t, raw, r.Header, auth)
+	body, contentType, err := s.fetchShared(r.Context(), t, raw, r.Header, auth)
 	if err != nil {
 		return err
 	}
@@ -220,6 +220,35 @@ func (s *signatureSource) retryAfter() string {
 		return ""
 	}
 	return s.rt.lastRetryAfter()
+}
+
+// fetched is a manifest as upstream sent it.
+type fetched struct {
+	body        []byte
+	contentType string
+}
+
+// fetchShared fetches a manifest once for concurrent identical requests:
+// the same upstream, repository, reference, Accept and credentials get the
+// same answer, so a stampede of pulls of one tag costs upstream one
+// request. The shared fetch outlives a waiter that leaves (it is bounded
+// by UpstreamTimeout); each waiter still verifies and serves on its own.
+func (s *Server) fetchShared(ctx context.Context, t target, ref string, in http.Header, auth string) ([]byte, string, error) {
+	key := strings.Join([]string{t.up.registry, t.repo, ref, strings.Join(in.Values("Accept"), ","), auth}, "\x00")
+	ch := s.fetches.DoChan(key, func() (any, error) {
+		body, contentType, err := s.fetchManifest(context.WithoutCancel(ctx), t, ref, in, auth)
+		return fetched{body, contentType}, err
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, "", res.Err
+		}
+		f := res.Val.(fetched)
+		return f.body, f.contentType, nil
+	case <-ctx.Done():
+		return nil, "", errClientGone
+	}
 }
 
 // fetchManifest GETs the manifest upstream with the client's Accept and

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -616,6 +618,69 @@ func TestConcurrentColdPullsShareOneLookup(t *testing.T) {
 	}
 	if got := count(e.up.requests(), isSigTag); got != 1 {
 		t.Fatalf("%d .sig lookups for %d concurrent pulls, want 1", got, n)
+	}
+}
+
+// A stampede of pulls of one tag costs upstream one manifest fetch, not one
+// per client; another credential gets a fetch of its own.
+func TestConcurrentTagPullsShareOneManifestFetch(t *testing.T) {
+	e := newEnv(t)
+	_, d := e.pushRandom("prod/app", "v1")
+	e.sign("prod/app", d, e.key)
+	release := make(chan struct{})
+	var fetches atomic.Int32
+	e.up.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/manifests/v1") {
+			fetches.Add(1)
+			<-release
+		}
+		return false
+	})
+	var entered atomic.Int32
+	inner := e.srv.Handler()
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered.Add(1)
+		inner.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	const n = 50
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n}}
+	var wg sync.WaitGroup
+	statuses := make(chan string, n+1)
+	get := func(auth string) {
+		defer wg.Done()
+		req, _ := http.NewRequest(http.MethodGet, proxy.URL+"/v2/prod/app/manifests/v1", nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			statuses <- err.Error()
+			return
+		}
+		resp.Body.Close()
+		statuses <- resp.Status + " " + resp.Header.Get("Docker-Content-Digest")
+	}
+	for range n {
+		wg.Add(1)
+		go get("")
+	}
+	wg.Add(1)
+	go get("Basic b3RoZXI6eA==")
+	for entered.Load() < n+1 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // let every request reach the shared fetch
+	close(release)
+	wg.Wait()
+	close(statuses)
+	for st := range statuses {
+		if st != "200 OK "+d.String() {
+			t.Fatalf("answer %q, want 200 with %s", st, d)
+		}
+	}
+	if got := fetches.Load(); got != 2 {
+		t.Fatalf("%d upstream fetches of the tag for %d pulls with two credentials, want 2", got, n+1)
 	}
 }
 

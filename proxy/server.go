@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/singleflight"
 	"log/slog"
 	"net"
 	"net/http"
@@ -36,6 +37,7 @@ type Server struct {
 	order     []string  // registry names in configuration order, for messages
 	def       *upstream // nil when requests must name their upstream
 	manifests *manifestCache
+	fetches   singleflight.Group // concurrent identical manifest fetches
 	metrics   *metrics
 	buffers   *bufferPool
 	handler   http.Handler
