@@ -203,7 +203,8 @@ func TestVerifyRefusalsAreTellable(t *testing.T) {
 		{"unsigned image", []string{"-key", pub, unsigned + ":v1"}, "no signatures found for " + unsigned + "@sha256:"},
 		{"wrong key", []string{"-key", otherPub, signed + ":v1"}, "none of 1 signatures was made by this key"},
 		{"payload for another digest", []string{"-key", pub, mismatched + ":v1"}, "digest mismatch: signature is for " + otherDigest.String() + ", image is sha256:"},
-		{"missing annotation", []string{"-key", pub, "-a", "env=dev", signed + ":v1"}, `annotation "env" is "prod"`},
+		{"missing annotation", []string{"-key", pub, "-a", "env=dev", signed + ":v1"}, `annotation mismatch (signature "sha256-`},
+		{"missing annotation names value and image", []string{"-key", pub, "-a", "env=dev", signed + ":v1"}, `annotation "env" is "prod" (policy requires "dev")) for ` + signed + "@sha256:"},
 		{"unknown image", []string{"-key", pub, reg + "/nope:v1"}, "image not found: " + reg + "/nope:v1"},
 		{"unknown tag", []string{"-key", pub, signed + ":v9"}, "image not found"},
 		{"unreachable registry", []string{"-key", pub, closed + "/x:v1"}, "registry unreachable: " + closed},
@@ -221,6 +222,9 @@ func TestVerifyRefusalsAreTellable(t *testing.T) {
 			}
 			if strings.Count(stderr, "\n") != 1 {
 				t.Errorf("stderr %q is not one line", stderr)
+			}
+			if strings.Contains(stderr, "refused by policy") {
+				t.Errorf("stderr %q names verify's internal policy", stderr)
 			}
 			if stdout != "" {
 				t.Errorf("stdout %q on refusal, want nothing", stdout)
@@ -542,6 +546,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{"help", []string{"help"}, 0, "generate-key-pair"},
 		{"help for a command", []string{"help", "sign"}, 0, "Usage: cosign sign"},
 		{"-h on a command", []string{"verify", "-h"}, 0, "-signature"},
+		{"generate -h signs Ed25519 from a file", []string{"generate", "-h"}, 0, "openssl pkeyutl -sign -inkey key.pem -rawin -in payload.json |"},
 		{"sign without -key", []string{"sign", "127.0.0.1:1/x"}, 2, "-key is required"},
 		{"sign without an image", []string{"sign", "-key", "k"}, 2, "expected one image reference"},
 		{"unknown flag", []string{"verify", "--bogus", "x"}, 2, "flag provided but not defined"},

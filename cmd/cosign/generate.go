@@ -10,8 +10,11 @@ import (
 func runGenerate(ctx context.Context, c *cli, args []string) error {
 	fs := newFlagSet("generate", "IMAGE [-a key=value]...",
 		"Print the simple-signing payload that sign would sign for IMAGE, byte for byte and without a\n"+
-			"trailing newline, so another tool can sign it:\n"+
-			"  cosign generate IMAGE | openssl pkeyutl -sign -inkey key.pem -rawin | cosign upload -signature - IMAGE",
+			"trailing newline, so another tool can sign it. ECDSA P-256 from a pipe:\n"+
+			"  cosign generate IMAGE | openssl dgst -sha256 -sign ec.pem | cosign upload -signature - IMAGE\n"+
+			"Ed25519 from a file (OpenSSL 3.0 cannot sign Ed25519 from a pipe):\n"+
+			"  cosign generate IMAGE > payload.json\n"+
+			"  openssl pkeyutl -sign -inkey key.pem -rawin -in payload.json | cosign upload -signature - IMAGE",
 		c.stderr)
 	ann := annotations{}
 	fs.Var(ann, "a", "annotation `key=value` to include (repeatable)")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -64,7 +65,7 @@ func runVerify(ctx context.Context, c *cli, args []string) error {
 		Digest:     desc.Digest,
 	}
 	policy := &verifier.Policy{
-		Name:        "cosign verify",
+		Name:        verifyPolicyName,
 		Keys:        []sigstore.PublicKey{pub},
 		Threshold:   1,
 		Mode:        verifier.ModeEnforce,
@@ -98,6 +99,9 @@ func (c *cli) detachedSignature(sigPath, payloadPath, reference string, digest v
 	}}, nil
 }
 
+// verifyPolicyName names the one-key policy verify evaluates with.
+const verifyPolicyName = "cosign verify"
+
 // refusal turns a refusing decision into the error the user sees.
 func refusal(dec verifier.Decision, img verifier.Image, pub sigstore.PublicKey, sigs []sigstore.Signature) error {
 	switch dec.Reason {
@@ -110,7 +114,18 @@ func refusal(dec verifier.Decision, img verifier.Image, pub sigstore.PublicKey, 
 		return fmt.Errorf("digest mismatch: signature is for %s, image is %s (%s)",
 			signedDigest(pub, sigs, img.Digest), img.Digest, img)
 	}
-	return fmt.Errorf("verification failed: %s", dec.Message)
+	return fmt.Errorf("%s for %s", refusalReason(dec.Message, img), img)
+}
+
+// refusalReason is the reason and detail of a refusal message ("annotation
+// mismatch (...)"), without the image and the policy name the proxy needs
+// but verify has no use for: verify has no policy the user wrote.
+func refusalReason(msg string, img verifier.Image) string {
+	prefix := fmt.Sprintf("%s: refused by policy %q: ", img, verifyPolicyName)
+	if reason, ok := strings.CutPrefix(msg, prefix); ok {
+		return reason
+	}
+	return "verification failed: " + msg
 }
 
 // malformed says how many signatures were malformed and why the first was,
