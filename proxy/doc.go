@@ -42,7 +42,8 @@
 //
 // Clients such as cosign read signature manifests through the proxy, so it
 // must serve them, yet every manifest it serves is checked. The rule is by
-// content, never by tag name: an image manifest whose layers are all
+// content, never by tag name: an OCI or Docker schema 2 image manifest
+// (never schema 1, whose clients run fsLayers) whose layers are all
 // simple-signing payloads (application/vnd.dev.cosign.simplesigning.v1+json)
 // or Sigstore bundles (application/vnd.dev.sigstore.bundle.v0.3+json) holds
 // nothing a runtime can run, and is admitted without signatures of its own,

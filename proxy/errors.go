@@ -79,14 +79,17 @@ type ociErrors struct {
 // writeError renders err as an OCI error response. Errors that are not an
 // *Error become 500 UNKNOWN without their text (it may name internals).
 func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
 	if errors.Is(err, errClientGone) {
+		// The client may still be reading (a half-closed connection
+		// cancels the context too): answer an error, never nothing,
+		// which net/http would send as an empty 200.
 		if rec, ok := w.(*recorder); ok {
 			rec.status = statusClientClosed
 		}
-		return
-	}
-	var e *Error
-	if !errors.As(err, &e) {
+		e = &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+			Message: "the request was cancelled before an answer"}
+	} else if !errors.As(err, &e) {
 		e = &Error{Status: http.StatusInternalServerError, Code: CodeUnknown, Message: "internal error", Err: err}
 	}
 	h := w.Header()

@@ -522,7 +522,7 @@ func checkManifest(t target, body []byte, contentType string, sum [sha256.Size]b
 	if doc.Manifests != nil && (doc.Layers != nil || doc.Config != nil) {
 		return nil, invalid("document is both an index (manifests) and a manifest (layers/config)")
 	}
-	sigArtifact, err := isSignatureArtifact(doc)
+	sigArtifact, err := isSignatureArtifact(doc, mt)
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
@@ -603,16 +603,35 @@ func strictObject(b []byte, known []string) (map[string]json.RawMessage, error) 
 // payloads (simple signing or Sigstore bundles), or an index (the OCI
 // referrers tag schema) whose entries all declare a signature artifactType.
 // An index entry only names a digest: the manifest behind it is gated on
-// its own when pulled. It is decided by content, never by tag name.
-func isSignatureArtifact(doc manifestDoc) (bool, error) {
+// its own when pulled. It is decided by content, never by tag name, and
+// only for the media types whose clients read "layers" or "manifests":
+// Docker reads a schema 1 manifest (or application/json) by its fsLayers
+// and would run them whatever "layers" declares.
+func isSignatureArtifact(doc manifestDoc, mediaType string) (bool, error) {
 	if doc.Manifests != nil {
+		if !signatureIndexTypes[mediaType] {
+			return false, nil
+		}
 		return allSignatureTypes(doc.Manifests, "manifests", "artifactType")
 	}
-	if doc.Layers == nil {
+	if doc.Layers == nil || !signatureManifestTypes[mediaType] {
 		return false, nil
 	}
 	return allSignatureTypes(doc.Layers, "layers", "mediaType")
 }
+
+// Media types a signature artifact may be served as: OCI and Docker
+// schema 2 image manifests and indexes (compared exactly, as served).
+var (
+	signatureManifestTypes = map[string]bool{
+		"application/vnd.oci.image.manifest.v1+json":           true,
+		"application/vnd.docker.distribution.manifest.v2+json": true,
+	}
+	signatureIndexTypes = map[string]bool{
+		"application/vnd.oci.image.index.v1+json":                   true,
+		"application/vnd.docker.distribution.manifest.list.v2+json": true,
+	}
+)
 
 // allSignatureTypes reports whether raw is a non-empty array of objects
 // whose field is a signature media type.
