@@ -45,11 +45,14 @@
 // content, never by tag name: an OCI or Docker schema 2 image manifest
 // (never schema 1, whose clients run fsLayers) whose layers are all
 // simple-signing payloads (application/vnd.dev.cosign.simplesigning.v1+json)
-// or Sigstore bundles (application/vnd.dev.sigstore.bundle.v0.3+json) holds
-// nothing a runtime can run, and is admitted without signatures of its own,
-// in repositories that a policy covers (or with defaultPolicy allow). Any
-// other manifest, a runnable image tagged "sha256-<hex>.sig" included, is
-// verified like every image.
+// or Sigstore bundles (application/vnd.dev.sigstore.bundle.v0.3+json), and
+// whose layer blobs, read once when the manifest is first served, are each
+// a JSON object of at most 64 KiB matching its descriptor, holds nothing a
+// runtime can run. It is admitted without signatures of its own, in
+// repositories that a policy covers (or with defaultPolicy allow). A media
+// type is only a label, so a tar layer labelled as a payload fails the
+// read; that manifest, like any other (a runnable image tagged
+// "sha256-<hex>.sig" included), is verified like every image.
 //
 // # Credentials and caching
 //

@@ -41,6 +41,11 @@ type manifest struct {
 	// sigArtifact is true when every layer is a signature payload: it is
 	// served by type, without signatures of its own.
 	sigArtifact bool
+	// payloadsUnread is true for a new signature artifact with layers whose
+	// blobs have not yet been read: a layer's media type is only a label, so
+	// decide reads them once before admitting it by type. It is false on
+	// every manifest in the cache.
+	payloadsUnread bool
 	// header values, shared read-only by every response.
 	contentType, contentDigest, contentLength []string
 }
@@ -158,13 +163,22 @@ func serveManifest(w http.ResponseWriter, r *http.Request, m *manifest) {
 // that a policy (or defaultPolicy allow) covers is admitted by type.
 func (s *Server) decide(ctx context.Context, t target, m *manifest, auth string) (verifier.Decision, error) {
 	img := verifier.Image{Registry: t.up.registry, Repository: t.repo, Digest: m.digest}
-	if m.sigArtifact && (s.cfg.DefaultAllow || s.verifier.Policy(img.Registry, img.Repository) != nil) {
-		d := verifier.Decision{Admit: true, Reason: ReasonSignatureArtifact,
-			Message: img.String() + ": admitted: a signature artifact (every layer a signature payload)"}
-		s.metrics.decision(img, d)
-		return d, nil
-	}
 	src := &signatureSource{up: t.up, auth: auth}
+	if m.sigArtifact && (s.cfg.DefaultAllow || s.verifier.Policy(img.Registry, img.Repository) != nil) {
+		if m.payloadsUnread { // m is new to this request: not shared yet
+			ok, err := s.signaturePayloads(ctx, t, m, src)
+			if err != nil {
+				return verifier.Decision{}, s.lookupError(ctx, img, err, src)
+			}
+			m.sigArtifact, m.payloadsUnread = ok, false
+		}
+		if m.sigArtifact {
+			d := verifier.Decision{Admit: true, Reason: ReasonSignatureArtifact,
+				Message: img.String() + ": admitted: a signature artifact (every layer a signature payload)"}
+			s.metrics.decision(img, d)
+			return d, nil
+		}
+	}
 	d, err := s.verifier.Decide(ctx, src, img, m.body, m.mediaType)
 	if err != nil {
 		return verifier.Decision{}, s.lookupError(ctx, img, err, src)
@@ -210,9 +224,14 @@ type signatureSource struct {
 
 // Signatures implements verifier.Source.
 func (s *signatureSource) Signatures(ctx context.Context, repo string, d v1.Hash) ([]sigstore.Signature, error) {
-	rt := &credentialTransport{base: s.up.transport, origin: s.up.base, auth: s.auth}
-	s.rt = rt
-	return sigstore.NewFetcher(s.up.baseStr, rt).Signatures(ctx, repo, d)
+	return s.fetcher().Signatures(ctx, repo, d)
+}
+
+// fetcher reads the upstream with the client's credentials, remembering
+// the transport for retryAfter.
+func (s *signatureSource) fetcher() *sigstore.Fetcher {
+	s.rt = &credentialTransport{base: s.up.transport, origin: s.up.base, auth: s.auth}
+	return sigstore.NewFetcher(s.up.baseStr, s.rt)
 }
 
 func (s *signatureSource) retryAfter() string {
@@ -526,7 +545,9 @@ func checkManifest(t target, body []byte, contentType string, sum [sha256.Size]b
 	if err != nil {
 		return nil, invalid("%v", err)
 	}
-	return newManifest(body, mt, sum, sigArtifact), nil
+	m := newManifest(body, mt, sum, sigArtifact)
+	m.payloadsUnread = sigArtifact && doc.Layers != nil
+	return m, nil
 }
 
 // manifestKeys are the top-level keys the gate reads.

@@ -342,6 +342,32 @@ func TestSignatureArtifacts(t *testing.T) {
 		e.push("prod/app", "mixed.sig", img)
 		wantStatus(t, e.do(http.MethodGet, "/v2/prod/app/manifests/mixed.sig"), http.StatusForbidden, "DENIED")
 	})
+	t.Run("a tar layer labelled as a signature payload is verified as an image", func(t *testing.T) {
+		tarLayer, err := random.Layer(256, types.DockerLayer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		labelled := mutate.Addendum{Layer: tarLayer, MediaType: sigstore.SimpleSigningMediaType}
+		img, err := mutate.Append(emptyImage(t), labelled)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.push("prod/app", "disguised.sig", img)
+		wantStatus(t, e.do(http.MethodHead, "/v2/prod/app/manifests/disguised.sig"), http.StatusForbidden, "")
+		wantStatus(t, e.do(http.MethodGet, "/v2/prod/app/manifests/disguised.sig"), http.StatusForbidden, "DENIED")
+	})
+	t.Run("a payload blob upstream cannot serve is no admission", func(t *testing.T) {
+		e.up.setHook(func(w http.ResponseWriter, r *http.Request) bool {
+			if strings.Contains(r.URL.Path, "/blobs/") {
+				w.WriteHeader(http.StatusInternalServerError)
+				return true
+			}
+			return false
+		})
+		defer e.up.setHook(nil)
+		e.restart() // no cached manifests
+		wantStatus(t, e.do(http.MethodGet, "/v2/prod/app/manifests/"+sigTag), http.StatusBadGateway, CodeUnavailable)
+	})
 	t.Run("not in repositories no policy covers", func(t *testing.T) {
 		_, d := e.pushRandom("elsewhere/app", "v1")
 		e.cfg.Policies[0].Match = []string{e.up.host + "/prod/**"}

@@ -570,6 +570,18 @@ func fetchAll[T any](ctx context.Context, items []T, fn func(ctx context.Context
 	return out, nil
 }
 
+// Payload fetches the blob a signature layer describes: at most
+// MaxPayloadSize bytes, checked against the descriptor's size and sha256.
+// A descriptor that is malformed, too large or points at other content is
+// an error wrapping ErrInvalidArtifact; an upstream failure a
+// *RegistryError.
+func (f *Fetcher) Payload(ctx context.Context, repo string, d v1.Descriptor) ([]byte, error) {
+	if err := checkRepository(repo); err != nil {
+		return nil, err
+	}
+	return f.verifiedBlob(ctx, repo, artifactDescriptor{MediaType: string(d.MediaType), Size: d.Size, Digest: d.Digest.String()}, MaxPayloadSize)
+}
+
 // verifiedManifest fetches the manifest e describes and checks it against e.
 func (f *Fetcher) verifiedManifest(ctx context.Context, repo string, e artifactDescriptor) ([]byte, error) {
 	return f.verified(ctx, manifestPath(repo, e.Digest), string(types.OCIManifestSchema1), e, MaxManifestSize)
