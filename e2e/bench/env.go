@@ -134,6 +134,9 @@ func (e *env) seed(ctx context.Context) error {
 		if e.warm, err = push("bench/warm", "v1", 1024, 2); err != nil {
 			return err
 		}
+		if err := tagCopies(ctx, reg, e.warm, warmTags); err != nil {
+			return err
+		}
 	}
 	if e.o.cases[3] {
 		for i := 0; i < e.o.coldImages; i++ {

@@ -33,13 +33,23 @@ func newClient(conc int) *http.Client {
 }
 
 // loadSpec is one closed-loop load: conc workers send method url back to back
-// until dur passes or max requests were sent.
+// until dur passes or max requests were sent. With urls, worker w sends
+// urls[w%len(urls)] instead.
 type loadSpec struct {
 	method string
 	url    string
+	urls   []string
 	conc   int
 	dur    time.Duration
 	max    int
+}
+
+// urlFor is the URL worker w sends.
+func (s loadSpec) urlFor(w int) string {
+	if len(s.urls) > 0 {
+		return s.urls[w%len(s.urls)]
+	}
+	return s.url
 }
 
 // loadResult is what a load measured.
@@ -122,9 +132,10 @@ func runLoad(ctx context.Context, c *http.Client, s loadSpec) loadResult {
 			defer wg.Done()
 			lat := make([]time.Duration, 0, min(s.max/s.conc+1, 1<<16))
 			errs := 0
+			url := s.urlFor(w)
 			for time.Now().Before(deadline) && sent.Add(1) <= int64(s.max) && ctx.Err() == nil {
 				t := time.Now()
-				if err := doOnce(ctx, c, s.method, s.url); err != nil {
+				if err := doOnce(ctx, c, s.method, url); err != nil {
 					errs++
 					mu.Lock()
 					if res.firstErr == "" {
@@ -164,10 +175,11 @@ func (r *loadResult) merge(o loadResult) {
 }
 
 // warmUp sends n requests (or for at most d) so connections and caches are hot.
-func warmUp(ctx context.Context, c *http.Client, method, url string, conc, n int, d time.Duration) error {
-	res := runLoad(ctx, c, loadSpec{method: method, url: url, conc: conc, dur: d, max: n})
+func warmUp(ctx context.Context, c *http.Client, s loadSpec, n int, d time.Duration) error {
+	s.dur, s.max = d, n
+	res := runLoad(ctx, c, s)
 	if res.ok == 0 {
-		return fmt.Errorf("warm-up of %s %s failed: %s", method, url, res.firstErr)
+		return fmt.Errorf("warm-up of %s %s failed: %s", s.method, s.urlFor(0), res.firstErr)
 	}
 	return nil
 }

@@ -50,6 +50,25 @@ func pushRandom(ctx context.Context, registry, repo, tag string, size, layers in
 	return seeded{repo: repo, tag: tag, digest: d.String()}, nil
 }
 
+// tagCopies tags the manifest of s again as "<tag>-0" ... "<tag>-<n-1>".
+func tagCopies(ctx context.Context, registry string, s seeded, n int) error {
+	src, err := name.ParseReference(s.ref(registry), name.Insecure)
+	if err != nil {
+		return err
+	}
+	desc, err := remote.Get(src, remote.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", src, err)
+	}
+	for i := range n {
+		dst := src.Context().Tag(fmt.Sprintf("%s-%d", s.tag, i))
+		if err := remote.Tag(dst, desc, remote.WithContext(ctx)); err != nil {
+			return fmt.Errorf("tagging %s: %w", dst, err)
+		}
+	}
+	return nil
+}
+
 // keyPair makes an unencrypted key pair with the cosign binary in dir and
 // returns the private and public key paths.
 func keyPair(ctx context.Context, cosign, dir string) (string, string, error) {

@@ -15,6 +15,10 @@ type warmSpec struct {
 	conc     int
 	minRatio float64 // throughput goal, proxy/direct
 	maxAdded time.Duration
+	// distinct gives each worker its own tag (ref-0, ref-1, ...), all
+	// naming one digest, so that no two concurrent requests are identical
+	// and the proxy cannot share their upstream fetches.
+	distinct bool
 }
 
 // caseWarmTag is case 1: warm manifest GET and HEAD by tag at concurrency 1
@@ -28,6 +32,25 @@ func caseWarmTag(ctx context.Context, e *env, r *report) {
 			})
 		}
 	}
+	runWarm(ctx, e, r, warmSpec{
+		label: fmt.Sprintf("1 GET tag c=%d, a tag per client", warmTags), method: http.MethodGet, ref: e.warm.tag,
+		conc: warmTags, minRatio: 0.8, distinct: true,
+	})
+}
+
+// warmTags is how many extra tags the warm image carries, for the case
+// where every client asks for a tag of its own.
+const warmTags = 32
+
+// spec is the load s describes against base (a registry URL).
+func (s warmSpec) spec(base, repo string) loadSpec {
+	l := loadSpec{method: s.method, url: base + "/v2/" + repo + "/manifests/" + s.ref, conc: s.conc}
+	if s.distinct {
+		for w := range s.conc {
+			l.urls = append(l.urls, fmt.Sprintf("%s-%d", l.url, w))
+		}
+	}
+	return l
 }
 
 // caseWarmDigest is case 2: warm manifest GET by digest. Goal: >= 1.0x.
@@ -42,10 +65,12 @@ func caseWarmDigest(ctx context.Context, e *env, r *report) {
 
 // runWarm measures one warmSpec direct and through the proxy, adding rows.
 func runWarm(ctx context.Context, e *env, r *report, s warmSpec) {
-	path := "/v2/" + e.warm.repo + "/manifests/" + s.ref
-	targets := []struct{ name, url string }{
-		{"direct", e.upstream.url() + path},
-		{"proxy", e.proxy.url() + path},
+	targets := []struct {
+		name string
+		load loadSpec
+	}{
+		{"direct", s.spec(e.upstream.url(), e.warm.repo)},
+		{"proxy", s.spec(e.proxy.url(), e.warm.repo)},
 	}
 	clients := [2]*http.Client{newClient(s.conc), newClient(s.conc)}
 	defer func() {
@@ -54,7 +79,7 @@ func runWarm(ctx context.Context, e *env, r *report, s warmSpec) {
 		}
 	}()
 	for i, t := range targets {
-		if err := warmUp(ctx, clients[i], s.method, t.url, s.conc, 20*s.conc, 5*time.Second); err != nil {
+		if err := warmUp(ctx, clients[i], t.load, 20*s.conc, 5*time.Second); err != nil {
 			r.fail(s.label, "throughput ("+t.name+")", err)
 			return
 		}
@@ -66,8 +91,9 @@ func runWarm(ctx context.Context, e *env, r *report, s warmSpec) {
 	parts := max(1, int(e.o.duration/time.Second))
 	for k := 0; k < parts; k++ {
 		for i, t := range targets {
-			spec := loadSpec{method: s.method, url: t.url, conc: s.conc,
-				dur: e.o.duration / time.Duration(parts), max: (e.o.maxRequests - res[i].ok - res[i].errs)}
+			spec := t.load
+			spec.dur = e.o.duration / time.Duration(parts)
+			spec.max = e.o.maxRequests - res[i].ok - res[i].errs
 			if spec.max <= 0 {
 				continue
 			}
