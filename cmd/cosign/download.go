@@ -40,11 +40,7 @@ func runDownload(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	ref, err := reg.parseReference(image)
-	if err != nil {
-		return err
-	}
-	d, _, err := reg.resolve(ctx, ref)
+	d, _, err := reg.resolveImage(ctx, image)
 	if err != nil {
 		return err
 	}

@@ -24,15 +24,11 @@ func runGenerate(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	ref, err := reg.parseReference(image)
+	d, desc, err := reg.resolveImage(ctx, image)
 	if err != nil {
 		return err
 	}
-	_, desc, err := reg.resolve(ctx, ref)
-	if err != nil {
-		return err
-	}
-	payload, err := sigstore.NewPayload(ref.Context().Name(), desc.Digest, ann.orNil())
+	payload, err := sigstore.NewPayload(d.Context().Name(), desc.Digest, ann.orNil())
 	if err != nil {
 		return fmt.Errorf("making payload: %w", err)
 	}

@@ -99,6 +99,15 @@ func (r *registryFlags) resolve(ctx context.Context, ref name.Reference) (name.D
 	return ref.Context().Digest(desc.Digest.String()), desc.Descriptor, nil
 }
 
+// resolveImage parses image and resolves it to the digest of its manifest.
+func (r *registryFlags) resolveImage(ctx context.Context, image string) (name.Digest, v1.Descriptor, error) {
+	ref, err := r.parseReference(image)
+	if err != nil {
+		return name.Digest{}, v1.Descriptor{}, err
+	}
+	return r.resolve(ctx, ref)
+}
+
 // signatures reads every signature stored for d, in both formats.
 func (r *registryFlags) signatures(ctx context.Context, d name.Digest) ([]sigstore.Signature, error) {
 	f, err := sigstore.FetcherFor(ctx, d.Context(), authn.DefaultKeychain, r.transport())

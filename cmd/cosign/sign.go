@@ -30,11 +30,7 @@ func runSign(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	ref, err := reg.parseReference(image)
-	if err != nil {
-		return err
-	}
-	d, desc, err := reg.resolve(ctx, ref)
+	d, desc, err := reg.resolveImage(ctx, image)
 	if err != nil {
 		return err
 	}
@@ -53,7 +49,7 @@ func runSign(ctx context.Context, c *cli, args []string) error {
 		fmt.Fprintf(c.stderr, "Pushed a Sigstore bundle for %s as a referrer in %s\n", d, d.Context().Name())
 		return nil
 	}
-	payload, err := sigstore.NewPayload(ref.Context().Name(), desc.Digest, ann.orNil())
+	payload, err := sigstore.NewPayload(d.Context().Name(), desc.Digest, ann.orNil())
 	if err != nil {
 		return fmt.Errorf("making payload for %s: %w", d, err)
 	}

@@ -39,15 +39,11 @@ func runUpload(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	ref, err := reg.parseReference(image)
+	d, desc, err := reg.resolveImage(ctx, image)
 	if err != nil {
 		return err
 	}
-	d, desc, err := reg.resolve(ctx, ref)
-	if err != nil {
-		return err
-	}
-	payload, err := c.payloadFor(*payloadPath, ref.Context().Name(), desc.Digest, ann)
+	payload, err := c.payloadFor(*payloadPath, d.Context().Name(), desc.Digest, ann)
 	if err != nil {
 		return err
 	}

@@ -42,17 +42,13 @@ func runVerify(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	ref, err := reg.parseReference(image)
-	if err != nil {
-		return err
-	}
-	d, desc, err := reg.resolve(ctx, ref)
+	d, desc, err := reg.resolveImage(ctx, image)
 	if err != nil {
 		return err
 	}
 	var sigs []sigstore.Signature
 	if *sigPath != "" {
-		sigs, err = c.detachedSignature(*sigPath, *payloadPath, ref.Context().Name(), desc.Digest, ann)
+		sigs, err = c.detachedSignature(*sigPath, *payloadPath, d.Context().Name(), desc.Digest, ann)
 	} else {
 		sigs, err = reg.signatures(ctx, d)
 	}
@@ -60,8 +56,8 @@ func runVerify(ctx context.Context, c *cli, args []string) error {
 		return err
 	}
 	img := verifier.Image{
-		Registry:   ref.Context().RegistryStr(),
-		Repository: ref.Context().RepositoryStr(),
+		Registry:   d.Context().RegistryStr(),
+		Repository: d.Context().RepositoryStr(),
 		Digest:     desc.Digest,
 	}
 	policy := &verifier.Policy{
