@@ -48,8 +48,11 @@
 // or Sigstore bundles (application/vnd.dev.sigstore.bundle.v0.3+json), and
 // whose layer blobs, read once when the manifest is first served, are each
 // a JSON object of at most 64 KiB matching its descriptor, holds nothing a
-// runtime can run. It is admitted without signatures of its own, in
-// repositories that a policy covers (or with defaultPolicy allow). A media
+// runtime can run; so does an OCI index or Docker manifest list (the
+// referrers tag schema) whose entries all declare a signature artifactType,
+// since each entry is gated on its own when pulled. Either is admitted
+// without signatures of its own, in repositories that a policy covers (or
+// with defaultPolicy allow). A media
 // type is only a label, so a tar layer labelled as a payload fails the
 // read; that manifest, like any other (a runnable image tagged
 // "sha256-<hex>.sig" included), is verified like every image.

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/cosign-dev/cosign/sigstore"
 	"github.com/cosign-dev/cosign/verifier"
@@ -28,8 +29,8 @@ const maxManifestSize = sigstore.MaxManifestSize
 const maxErrorBody = 64 << 10
 
 // ReasonSignatureArtifact is the reason a manifest that can only carry
-// signatures (every layer a simple-signing payload or a Sigstore bundle) is
-// served without signatures of its own.
+// signatures (every layer a simple-signing payload or a Sigstore bundle, or
+// an index of such artifacts) is served without signatures of its own.
 const ReasonSignatureArtifact verifier.Reason = "signature artifact (no runnable content)"
 
 // manifest is a verified, servable manifest: the exact bytes that were
@@ -38,13 +39,13 @@ type manifest struct {
 	body      []byte
 	mediaType string
 	digest    v1.Hash
-	// sigArtifact is true when every layer is a signature payload: it is
-	// served by type, without signatures of its own.
+	// sigArtifact is true when m can only carry signatures (see
+	// isSignatureArtifact): it is served without signatures of its own.
 	sigArtifact bool
 	// payloadsUnread is true for a new signature artifact with layers whose
 	// blobs have not yet been read: a layer's media type is only a label, so
-	// decide reads them once before admitting it by type. It is false on
-	// every manifest in the cache.
+	// decide reads them once (signaturePayloads) before admitting it. It is
+	// false on every manifest in the cache.
 	payloadsUnread bool
 	// header values, shared read-only by every response.
 	contentType, contentDigest, contentLength []string
@@ -160,7 +161,8 @@ func serveManifest(w http.ResponseWriter, r *http.Request, m *manifest) {
 }
 
 // decide asks the verifier about m. A signature artifact in a repository
-// that a policy (or defaultPolicy allow) covers is admitted by type.
+// that a policy (or defaultPolicy allow) covers is admitted without
+// signatures of its own once its layer blobs are read as payloads.
 func (s *Server) decide(ctx context.Context, t target, m *manifest, auth string) (verifier.Decision, error) {
 	img := verifier.Image{Registry: t.up.registry, Repository: t.repo, Digest: m.digest}
 	src := &signatureSource{up: t.up, auth: auth}
@@ -292,7 +294,7 @@ func (s *Server) fetchManifest(ctx context.Context, t target, ref string, in htt
 	}
 	resp, err := t.up.client.Do(req)
 	if err != nil {
-		return nil, "", s.fetchError(ctx, t, imageName(t, ref), err)
+		return nil, "", s.fetchError(t, imageName(t, ref), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -302,7 +304,7 @@ func (s *Server) fetchManifest(ctx context.Context, t target, ref string, in htt
 	if err != nil {
 		what := imageName(t, ref)
 		if ctx.Err() != nil {
-			return nil, "", s.fetchError(ctx, t, what, err)
+			return nil, "", s.fetchError(t, what, err)
 		}
 		var e *Error
 		if errors.As(err, &e) {
@@ -325,10 +327,10 @@ func imageName(t target, ref string) string {
 	return t.up.registry + "/" + t.repo + ":" + ref
 }
 
-func (s *Server) fetchError(ctx context.Context, t target, what string, err error) error {
-	if ctx.Err() == context.Canceled {
-		return errClientGone
-	}
+// fetchError maps a failed upstream manifest request. The fetch runs
+// detached from the client (fetchShared), so a client that leaves is
+// handled there, not here.
+func (s *Server) fetchError(t target, what string, err error) error {
 	kind, e := transportError(t.up, what, err)
 	s.metrics.upstreamError(t.up.registry, kind)
 	return e
@@ -457,11 +459,9 @@ func parseManifestDigest(d string) ([sha256.Size]byte, error) {
 		return sum, newError(http.StatusBadRequest, CodeDigestInvalid,
 			"invalid digest %q: want 64 hex characters after sha256:, got %d", d, len(hexPart))
 	}
-	for i := 0; i < len(hexPart); i++ {
-		if c := hexPart[i]; !('0' <= c && c <= '9') && !('a' <= c && c <= 'f') {
-			return sum, newError(http.StatusBadRequest, CodeDigestInvalid,
-				"invalid digest %q: hex must be lower case 0-9a-f", d)
-		}
+	if !isLowerHex(hexPart) {
+		return sum, newError(http.StatusBadRequest, CodeDigestInvalid,
+			"invalid digest %q: hex must be lower case 0-9a-f", d)
 	}
 	_, _ = hex.Decode(sum[:], []byte(hexPart))
 	return sum, nil
@@ -479,12 +479,20 @@ func checkBlobDigest(d string) error {
 	default:
 		return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest %q: unsupported algorithm %q", d, alg)
 	}
-	if len(hexPart) != want || strings.IndexFunc(hexPart, func(c rune) bool {
-		return !('0' <= c && c <= '9') && !('a' <= c && c <= 'f')
-	}) >= 0 {
+	if len(hexPart) != want || !isLowerHex(hexPart) {
 		return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest %q: want %d lower-case hex characters", d, want)
 	}
 	return nil
+}
+
+// isLowerHex reports whether s is only the digits 0-9a-f.
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9') && !('a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // credential fingerprints an Authorization header: bytes fetched with one
@@ -565,12 +573,16 @@ func parseManifestDoc(b []byte) (manifestDoc, error) {
 			return doc, fmt.Errorf("mediaType: %w", err)
 		}
 	}
-	for k, dst := range map[string]*json.RawMessage{"manifests": &doc.Manifests, "layers": &doc.Layers, "config": &doc.Config} {
-		if raw, ok := obj[k]; ok && string(raw) != "null" {
-			*dst = raw
-		}
-	}
+	doc.Manifests, doc.Layers, doc.Config = nonNull(obj["manifests"]), nonNull(obj["layers"]), nonNull(obj["config"])
 	return doc, nil
+}
+
+// nonNull is raw, or nil when raw is absent or JSON null.
+func nonNull(raw json.RawMessage) json.RawMessage {
+	if string(raw) == "null" {
+		return nil
+	}
+	return raw
 }
 
 // strictObject reads one JSON object and returns its members. A key that
@@ -627,32 +639,21 @@ func strictObject(b []byte, known []string) (map[string]json.RawMessage, error) 
 // its own when pulled. It is decided by content, never by tag name, and
 // only for the media types whose clients read "layers" or "manifests":
 // Docker reads a schema 1 manifest (or application/json) by its fsLayers
-// and would run them whatever "layers" declares.
+// and would run them whatever "layers" declares. The media types a
+// signature artifact may be served as are OCI and Docker schema 2 image
+// manifests and indexes, compared exactly as served.
 func isSignatureArtifact(doc manifestDoc, mediaType string) (bool, error) {
 	if doc.Manifests != nil {
-		if !signatureIndexTypes[mediaType] {
+		if !types.MediaType(mediaType).IsIndex() {
 			return false, nil
 		}
 		return allSignatureTypes(doc.Manifests, "manifests", "artifactType")
 	}
-	if doc.Layers == nil || !signatureManifestTypes[mediaType] {
+	if doc.Layers == nil || !types.MediaType(mediaType).IsImage() {
 		return false, nil
 	}
 	return allSignatureTypes(doc.Layers, "layers", "mediaType")
 }
-
-// Media types a signature artifact may be served as: OCI and Docker
-// schema 2 image manifests and indexes (compared exactly, as served).
-var (
-	signatureManifestTypes = map[string]bool{
-		"application/vnd.oci.image.manifest.v1+json":           true,
-		"application/vnd.docker.distribution.manifest.v2+json": true,
-	}
-	signatureIndexTypes = map[string]bool{
-		"application/vnd.oci.image.index.v1+json":                   true,
-		"application/vnd.docker.distribution.manifest.list.v2+json": true,
-	}
-)
 
 // allSignatureTypes reports whether raw is a non-empty array of objects
 // whose field is a signature media type.

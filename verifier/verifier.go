@@ -13,6 +13,7 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 
@@ -430,16 +431,8 @@ func (v *Verifier) inheritChildren(cp *compiledPolicy, img Image, parent entry, 
 	}
 }
 
-// Media types of indexes.
-const (
-	ociIndexMediaType     = "application/vnd.oci.image.index.v1+json"
-	dockerListMediaType   = "application/vnd.docker.distribution.manifest.list.v2+json"
-	maxIndexManifestBytes = sigstore.MaxManifestSize
-)
-
-func isIndexMediaType(mt string) bool {
-	return mt == ociIndexMediaType || mt == dockerListMediaType
-}
+// maxIndexManifestBytes is the largest index whose children are read.
+const maxIndexManifestBytes = sigstore.MaxManifestSize
 
 // indexDoc is what inheritance reads of an index.
 type indexDoc struct {
@@ -456,7 +449,7 @@ type indexDoc struct {
 func indexChildren(manifest []byte, mediaType string) ([]v1.Hash, bool) {
 	mt, _, _ := strings.Cut(mediaType, ";")
 	mt = strings.TrimSpace(mt)
-	if (mt != "" && !isIndexMediaType(mt)) || len(manifest) == 0 || len(manifest) > maxIndexManifestBytes {
+	if (mt != "" && !types.MediaType(mt).IsIndex()) || len(manifest) == 0 || len(manifest) > maxIndexManifestBytes {
 		return nil, false
 	}
 	var doc indexDoc
@@ -466,7 +459,7 @@ func indexChildren(manifest []byte, mediaType string) ([]v1.Hash, bool) {
 	if mt == "" {
 		mt = doc.MediaType
 	}
-	if !isIndexMediaType(mt) {
+	if !types.MediaType(mt).IsIndex() {
 		return nil, false
 	}
 	if (doc.MediaType != "" && doc.MediaType != mt) || doc.Config != nil || doc.Layers != nil {

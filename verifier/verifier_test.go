@@ -104,7 +104,12 @@ func mustDecide(t testing.TB, v *Verifier, src Source, img Image, manifest []byt
 	return d
 }
 
-const manifestType = "application/vnd.oci.image.manifest.v1+json"
+// Media types the tests serve.
+const (
+	manifestType        = "application/vnd.oci.image.manifest.v1+json"
+	ociIndexMediaType   = "application/vnd.oci.image.index.v1+json"
+	dockerListMediaType = "application/vnd.docker.distribution.manifest.list.v2+json"
+)
 
 func TestDecideCachesAdmission(t *testing.T) {
 	key := newEd25519(t)
