@@ -67,16 +67,7 @@ http:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("%s config: %w", name, err)
 	}
-	p, err := startProc(dir, name, nil, registryBin, "serve", cfgPath)
-	if err != nil {
-		return nil, err
-	}
-	s := &server{proc: p, addr: loopback(port)}
-	if err := p.waitHTTP(ctx, s.url()+"/v2/", 20*time.Second); err != nil {
-		p.stop()
-		return nil, err
-	}
-	return s, nil
+	return startServer(ctx, port, 20*time.Second, dir, name, nil, registryBin, "serve", cfgPath)
 }
 
 // startNginx starts nginx as a plain reverse proxy to upstream, with the
@@ -121,17 +112,8 @@ http {
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		return nil, fmt.Errorf("nginx config: %w", err)
 	}
-	p, err := startProc(dir, "nginx", nil, nginxBin,
+	return startServer(ctx, port, 20*time.Second, dir, "nginx", nil, nginxBin,
 		"-c", confPath, "-p", prefix, "-e", filepath.Join(prefix, "error.log"), "-g", "daemon off;")
-	if err != nil {
-		return nil, err
-	}
-	s := &server{proc: p, addr: loopback(port)}
-	if err := p.waitHTTP(ctx, s.url()+"/v2/", 20*time.Second); err != nil {
-		p.stop()
-		return nil, err
-	}
-	return s, nil
 }
 
 // proxyConfig is the YAML of the cosign proxy in front of one upstream:
@@ -166,16 +148,7 @@ func startProxy(ctx context.Context, dir, name, cosign, registry, url, pubKey st
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, fmt.Errorf("%s config: %w", name, err)
 	}
-	p, err := startProc(dir, name, nil, cosign, "proxy", "--config", cfgPath)
-	if err != nil {
-		return nil, err
-	}
-	s := &server{proc: p, addr: loopback(port)}
-	if err := p.waitHTTP(ctx, s.url()+"/v2/", 30*time.Second); err != nil {
-		p.stop()
-		return nil, err
-	}
-	return s, nil
+	return startServer(ctx, port, 30*time.Second, dir, name, nil, cosign, "proxy", "--config", cfgPath)
 }
 
 // startProxyInProcess serves the same configuration from inside the bench
@@ -230,4 +203,19 @@ func buildCosign(ctx context.Context, repo, dir string) (string, error) {
 		return "", fmt.Errorf("go build ./cmd/cosign: %w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return bin, nil
+}
+
+// startServer starts bin in dir as name and waits up to wait for its /v2/
+// on the loopback port; a server that does not answer is stopped.
+func startServer(ctx context.Context, port int, wait time.Duration, dir, name string, env []string, bin string, args ...string) (*server, error) {
+	p, err := startProc(dir, name, env, bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	s := &server{proc: p, addr: loopback(port)}
+	if err := p.waitHTTP(ctx, s.url()+"/v2/", wait); err != nil {
+		p.stop()
+		return nil, err
+	}
+	return s, nil
 }
