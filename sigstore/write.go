@@ -7,8 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -26,6 +29,25 @@ const (
 	bundlePredicateTypeAnnotation = "dev.sigstore.bundle.predicateType"
 )
 
+// Bounds of the read-back loop that keeps a signature in a manifest other
+// writers may replace at the same time (the .sig manifest, the referrers
+// tag's index). Registries offer no conditional write, so a read-modify-write
+// can be undone by a writer that read before it and writes after it.
+const (
+	// keepAttempts bounds how often one signature is (re)written.
+	keepAttempts = 12
+	// minSettle is the least time between a write and the read that
+	// confirms it: long enough for a writer that read the old manifest
+	// just before the write to have written its own.
+	minSettle = 200 * time.Millisecond
+	// maxSettle caps the settle time, however slow the registry.
+	maxSettle = 5 * time.Second
+)
+
+// ErrNotKept says that a signature was written but concurrent writers kept
+// replacing the manifest that holds it, so it could not be kept there.
+var ErrNotKept = errors.New("signature could not be kept")
+
 // AppendSignature adds a simple-signing signature of the image d to the
 // "sha256-<hex>.sig" tag of d's repository: it reads the manifest there
 // (none yet starts an empty OCI image manifest), appends one layer whose
@@ -34,6 +56,15 @@ const (
 // Earlier layers are kept as they were. A layer with the same payload and
 // signature already there is not added again: added is false. The image's
 // own manifest and tags are never written.
+//
+// Several signers may append at once. Registries have no conditional write,
+// so each append is checked: just before its push the tag must still be the
+// manifest the append was based on (else it is based again on the new one),
+// and after the push the manifest is read back after a settle time (twice
+// the time the append took, at least minSettle, with jitter); a signature
+// another writer's push dropped is appended again. After keepAttempts pushes
+// that did not keep it, the error wraps ErrNotKept. With added true the
+// signature was in the manifest at the read-back.
 //
 // The context given wins over any remote.WithContext in opts.
 func AppendSignature(ctx context.Context, d name.Digest, payload, sig []byte, opts ...remote.Option) (added bool, err error) {
@@ -49,60 +80,143 @@ func AppendSignature(ctx context.Context, d name.Digest, payload, sig []byte, op
 	}
 	opts = append(slices.Clip(opts), remote.WithContext(ctx))
 	tag := d.Context().Tag(SignatureTag(h))
-
-	base, err := signatureImage(tag, opts)
-	if err != nil {
-		return false, err
-	}
-	m, err := base.Manifest()
-	if err != nil {
-		return false, fmt.Errorf("reading %s: %w", tag, err)
-	}
+	layer := static.NewLayer(payload, SimpleSigningMediaType)
 	b64 := base64.StdEncoding.EncodeToString(sig)
-	payloadDigest, _, err := v1.SHA256(bytes.NewReader(payload))
+	payloadDigest, err := layer.Digest()
 	if err != nil {
 		return false, err
 	}
-	for _, l := range m.Layers {
-		if l.Digest == payloadDigest && l.Annotations[SignatureAnnotation] == b64 {
-			return false, nil
+
+	pushes, lost := 0, 0
+	blobPushed := false
+	for {
+		start := time.Now()
+		base, baseDigest, err := signatureImage(tag, opts)
+		if err != nil {
+			return false, err
+		}
+		m, err := base.Manifest()
+		if err != nil {
+			return false, fmt.Errorf("reading %s: %w", tag, err)
+		}
+		if hasLayer(m, payloadDigest, b64) {
+			// Already there before we pushed (added false), or our push
+			// survived its settle time.
+			return pushes > 0, nil
+		}
+		if pushes > 0 {
+			lost++
+		}
+		if pushes >= keepAttempts {
+			return false, fmt.Errorf("%w in %s: pushed %d times, replaced by concurrent writers each time", ErrNotKept, tag, pushes)
+		}
+		if len(m.Layers) >= MaxSignatures {
+			return false, fmt.Errorf("%s already holds %d signatures, the most a verifier reads (MaxSignatures)", tag, len(m.Layers))
+		}
+		img, err := mutate.Append(base, mutate.Addendum{
+			Layer:       layer,
+			Annotations: map[string]string{SignatureAnnotation: b64},
+		})
+		if err != nil {
+			return false, fmt.Errorf("appending to %s: %w", tag, err)
+		}
+		if !blobPushed {
+			if err := remote.WriteLayer(d.Context(), layer, opts...); err != nil {
+				return false, fmt.Errorf("pushing %s: %w", tag, err)
+			}
+			blobPushed = true
+		}
+		if err := writeConfig(d.Context(), img, opts); err != nil {
+			return false, fmt.Errorf("pushing %s: %w", tag, err)
+		}
+		// Narrow the race: if another writer pushed since we read, base
+		// the append on its manifest instead of overwriting it.
+		_, now, err := signatureImage(tag, opts)
+		if err != nil {
+			return false, err
+		}
+		if now != baseDigest {
+			if err := sleepCtx(ctx, jitter(10*time.Millisecond*time.Duration(1+lost))); err != nil {
+				return false, err
+			}
+			continue
+		}
+		if err := remote.Put(tag, img, opts...); err != nil {
+			return false, fmt.Errorf("pushing %s: %w", tag, err)
+		}
+		pushes++
+		if err := sleepCtx(ctx, settleTime(time.Since(start))); err != nil {
+			return false, err
 		}
 	}
-	if len(m.Layers) >= MaxSignatures {
-		return false, fmt.Errorf("%s already holds %d signatures, the most a verifier reads (MaxSignatures)", tag, len(m.Layers))
-	}
-
-	img, err := mutate.Append(base, mutate.Addendum{
-		Layer:       static.NewLayer(payload, SimpleSigningMediaType),
-		Annotations: map[string]string{SignatureAnnotation: b64},
-	})
-	if err != nil {
-		return false, fmt.Errorf("appending to %s: %w", tag, err)
-	}
-	if err := remote.Write(tag, img, opts...); err != nil {
-		return false, fmt.Errorf("pushing %s: %w", tag, err)
-	}
-	return true, nil
 }
 
-// signatureImage reads the .sig manifest at tag, or returns an empty OCI
-// image manifest when there is none.
-func signatureImage(tag name.Tag, opts []remote.Option) (v1.Image, error) {
+// hasLayer reports whether m has a layer with this blob and signature.
+func hasLayer(m *v1.Manifest, blob v1.Hash, b64 string) bool {
+	for _, l := range m.Layers {
+		if l.Digest == blob && l.Annotations[SignatureAnnotation] == b64 {
+			return true
+		}
+	}
+	return false
+}
+
+// writeConfig pushes img's config blob.
+func writeConfig(repo name.Repository, img v1.Image, opts []remote.Option) error {
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		return err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return err
+	}
+	return remote.WriteLayer(repo, static.NewLayer(raw, m.Config.MediaType), opts...)
+}
+
+// settleTime is how long to wait after a push before reading it back:
+// twice what the read-modify-write took (a concurrent writer's takes about
+// as long), within [minSettle, maxSettle], plus up to 50% jitter so that
+// writers that collided do not collide again.
+func settleTime(took time.Duration) time.Duration {
+	return jitter(min(max(2*took, minSettle), maxSettle))
+}
+
+// jitter returns d plus a random fraction of up to half of it.
+func jitter(d time.Duration) time.Duration {
+	return d + rand.N(d/2+1)
+}
+
+// sleepCtx waits for d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// signatureImage reads the .sig manifest at tag and its digest, or returns an
+// empty OCI image manifest and the zero digest when there is none.
+func signatureImage(tag name.Tag, opts []remote.Option) (v1.Image, v1.Hash, error) {
 	desc, err := remote.Get(tag, opts...)
 	if isNotFound(err) {
-		return emptySignatureImage(), nil
+		return emptySignatureImage(), v1.Hash{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", tag, err)
+		return nil, v1.Hash{}, fmt.Errorf("reading %s: %w", tag, err)
 	}
 	if !desc.MediaType.IsImage() {
-		return nil, fmt.Errorf("%s holds %s, want an image manifest: %w", tag, desc.MediaType, ErrInvalidArtifact)
+		return nil, v1.Hash{}, fmt.Errorf("%s holds %s, want an image manifest: %w", tag, desc.MediaType, ErrInvalidArtifact)
 	}
 	img, err := desc.Image()
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", tag, err)
+		return nil, v1.Hash{}, fmt.Errorf("reading %s: %w", tag, err)
 	}
-	return img, nil
+	return img, desc.Digest, nil
 }
 
 // emptySignatureImage is an OCI image manifest with an OCI image config and
@@ -167,10 +281,80 @@ func WriteBundle(ctx context.Context, d name.Digest, subject v1.Descriptor, bund
 	if err != nil {
 		return err
 	}
-	if err := remote.Put(repo.Digest(md.String()), rawManifest(raw), opts...); err != nil {
-		return fmt.Errorf("pushing bundle manifest for %s: %w", d, err)
+	return keepReferrer(ctx, d, repo.Digest(md.String()), rawManifest(raw), opts)
+}
+
+// keepReferrer pushes the referrer manifest m (by its digest ref) and makes
+// sure the registry lists it as a referrer of d. With the referrers API the
+// registry keeps that list and one push is enough. Without it,
+// go-containerregistry adds m to the index at the referrers tag
+// ("sha256-<hex>") by read-modify-write, which a concurrent writer can undo:
+// the index is read back after a settle time and, when m is missing, m is
+// pushed again (go-containerregistry merges it into the index as it is then),
+// at most keepAttempts times.
+func keepReferrer(ctx context.Context, d name.Digest, ref name.Digest, m rawManifest, opts []remote.Option) error {
+	h, err := v1.NewHash(ref.DigestStr())
+	if err != nil {
+		return err
 	}
-	return nil
+	fallback := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1))
+	for pushes := 0; ; {
+		if pushes >= keepAttempts {
+			return fmt.Errorf("%w in %s: pushed %d times, replaced by concurrent writers each time", ErrNotKept, fallback, pushes)
+		}
+		start := time.Now()
+		if err := remote.Put(ref, m, opts...); err != nil {
+			return fmt.Errorf("pushing bundle manifest for %s: %w", d, err)
+		}
+		pushes++
+		listed, err := indexLists(fallback, h, opts)
+		if err != nil {
+			return err
+		}
+		if !listed {
+			// Not in the referrers tag right after the push: the registry
+			// has the referrers API (go-containerregistry then writes no
+			// tag), or a concurrent writer already replaced the index.
+			idx, err := remote.Referrers(d, opts...)
+			if err != nil {
+				return fmt.Errorf("reading the referrers of %s: %w", d, err)
+			}
+			if im, err := idx.IndexManifest(); err == nil && slices.ContainsFunc(im.Manifests, func(x v1.Descriptor) bool { return x.Digest == h }) {
+				return nil
+			}
+			continue
+		}
+		if err := sleepCtx(ctx, settleTime(time.Since(start))); err != nil {
+			return err
+		}
+		if listed, err = indexLists(fallback, h, opts); err != nil || listed {
+			return err
+		}
+	}
+}
+
+// indexLists reports whether the index at tag lists the manifest h; a tag
+// that does not exist lists nothing.
+func indexLists(tag name.Tag, h v1.Hash, opts []remote.Option) (bool, error) {
+	desc, err := remote.Get(tag, opts...)
+	if isNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", tag, err)
+	}
+	if !desc.MediaType.IsIndex() {
+		return false, fmt.Errorf("%s holds %s, want an OCI index of referrers: %w", tag, desc.MediaType, ErrInvalidArtifact)
+	}
+	idx, err := desc.ImageIndex()
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", tag, err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", tag, err)
+	}
+	return slices.ContainsFunc(im.Manifests, func(x v1.Descriptor) bool { return x.Digest == h }), nil
 }
 
 // bundleManifest serializes the artifact manifest of a bundle.

@@ -1,9 +1,12 @@
 package sigstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
@@ -477,5 +480,238 @@ func TestWriteBundleRefusesBadArguments(t *testing.T) {
 	}
 	if got := r.recorded(); slices.ContainsFunc(got, func(s string) bool { return !strings.HasPrefix(s, "GET") && !strings.HasPrefix(s, "HEAD") }) {
 		t.Errorf("refused arguments still wrote: %v", got)
+	}
+}
+
+// revertTag replays the manifest old at the same path right after each of
+// the next n manifest PUTs whose path match accepts: a concurrent writer that
+// read the tag before the push and wrote after it.
+func revertTag(match func(path string) bool, old *atomic.Pointer[[]byte], n *atomic.Int32) middleware {
+	return func(inner http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.Method != http.MethodPut || !strings.Contains(req.URL.Path, "/manifests/") || !match(req.URL.Path) {
+				inner.ServeHTTP(w, req)
+				return
+			}
+			inner.ServeHTTP(w, req)
+			if n.Add(-1) < 0 {
+				return
+			}
+			raw := *old.Load()
+			var m struct {
+				MediaType string `json:"mediaType"`
+			}
+			if err := json.Unmarshal(raw, &m); err != nil {
+				panic(err)
+			}
+			replay := httptest.NewRequest(http.MethodPut, req.URL.Path, bytes.NewReader(raw))
+			replay.Header.Set("Content-Type", m.MediaType)
+			inner.ServeHTTP(httptest.NewRecorder(), replay)
+		})
+	}
+}
+
+// isSigTag matches manifest paths of .sig tags.
+func isSigTag(path string) bool { return strings.HasSuffix(path, ".sig") }
+
+// isReferrersTag matches manifest paths of referrers tags ("sha256-<hex>").
+func isReferrersTag(path string) bool {
+	_, ref, _ := strings.Cut(path, "/manifests/")
+	return strings.HasPrefix(ref, "sha256-") && !strings.HasSuffix(ref, ".sig")
+}
+
+// countPuts counts manifest PUTs whose path match accepts.
+func countPuts(match func(path string) bool, n *atomic.Int32) middleware {
+	return func(inner http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/manifests/") && match(req.URL.Path) {
+				n.Add(1)
+			}
+			inner.ServeHTTP(w, req)
+		})
+	}
+}
+
+// verifiedBy returns how many of keys verify one of sigs each.
+func verifiedBy(sigs []Signature, keys []PrivateKey) int {
+	n := 0
+	for _, k := range keys {
+		for _, s := range sigs {
+			if s.Err == nil && k.Public().Verify(s.Signed, s.Sig) == nil {
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// concurrently runs write once per key, all at once, and fails the test
+// for every error.
+func concurrently(t *testing.T, keys []PrivateKey, write func(ctx context.Context, k PrivateKey) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	errs := make(chan error, len(keys))
+	for _, k := range keys {
+		go func() { errs <- write(ctx, k) }()
+	}
+	for range keys {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+func newKeys(t *testing.T, n int) []PrivateKey {
+	keys := make([]PrivateKey, n)
+	for i := range keys {
+		keys[i] = newKey(t)
+	}
+	return keys
+}
+
+func TestAppendSignatureConcurrentSignersAllKept(t *testing.T) {
+	r := newTestRegistry(t, false)
+	d, _ := pushImage(t, r)
+	keys := newKeys(t, 16)
+	concurrently(t, keys, func(ctx context.Context, k PrivateKey) error {
+		payload, err := NewPayload(d.Context().String(), mustHash(d.DigestStr()), nil)
+		if err != nil {
+			return err
+		}
+		sig, err := k.Sign(payload)
+		if err != nil {
+			return err
+		}
+		added, err := AppendSignature(ctx, d, payload, sig)
+		if err == nil && !added {
+			err = errors.New("added = false for a new signature")
+		}
+		return err
+	})
+	sigs, err := r.signatures(t, writeRepo, mustHash(d.DigestStr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := verifiedBy(sigs, keys); n != len(keys) || len(sigs) != len(keys) {
+		t.Errorf("%d signatures stored, %d of %d keys verify one; want all kept", len(sigs), n, len(keys))
+	}
+}
+
+func TestAppendSignatureReaddsWhatAConcurrentWriterDropped(t *testing.T) {
+	var old atomic.Pointer[[]byte]
+	var reverts, puts atomic.Int32
+	r := newTestRegistry(t, false, countPuts(isSigTag, &puts), revertTag(isSigTag, &old, &reverts))
+	d, _ := pushImage(t, r)
+	h := mustHash(d.DigestStr())
+	k1, k2 := newKey(t), newKey(t)
+	p1, s1 := signed(t, d, k1)
+	appendSignature(t, d, p1, s1)
+	before := getManifest(t, r, writeRepo, SignatureTag(h))
+	old.Store(&before)
+
+	reverts.Store(1)
+	puts.Store(0)
+	p2, s2 := signed(t, d, k2)
+	if !appendSignature(t, d, p2, s2) {
+		t.Fatal("added = false")
+	}
+	if n := puts.Load(); n != 2 {
+		t.Errorf("%d pushes of the .sig manifest, want 2 (the dropped one and the one that kept it)", n)
+	}
+	sigs, err := r.signatures(t, writeRepo, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := verifiedBy(sigs, []PrivateKey{k1, k2}); n != 2 || len(sigs) != 2 {
+		t.Errorf("%d signatures, %d keys verify; want both kept", len(sigs), n)
+	}
+}
+
+func TestAppendSignatureGivesUpWhenAlwaysDropped(t *testing.T) {
+	var old atomic.Pointer[[]byte]
+	var reverts, puts atomic.Int32
+	r := newTestRegistry(t, false, countPuts(isSigTag, &puts), revertTag(isSigTag, &old, &reverts))
+	d, _ := pushImage(t, r)
+	p1, s1 := signed(t, d, newKey(t))
+	appendSignature(t, d, p1, s1)
+	before := getManifest(t, r, writeRepo, SignatureTag(mustHash(d.DigestStr())))
+	old.Store(&before)
+
+	reverts.Store(1 << 20)
+	puts.Store(0)
+	p2, s2 := signed(t, d, newKey(t))
+	added, err := AppendSignature(context.Background(), d, p2, s2)
+	if added || !errors.Is(err, ErrNotKept) {
+		t.Fatalf("added = %t, err = %v; want ErrNotKept", added, err)
+	}
+	if n := puts.Load(); n != keepAttempts {
+		t.Errorf("%d pushes, want keepAttempts (%d)", n, keepAttempts)
+	}
+}
+
+func TestWriteBundleConcurrentSignersAllKept(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		referrers bool
+	}{
+		{"registry without referrers API: referrers tag", false},
+		{"registry with referrers API", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRegistry(t, tc.referrers)
+			d, subject := pushImage(t, r)
+			keys := newKeys(t, 16)
+			concurrently(t, keys, func(ctx context.Context, k PrivateKey) error {
+				b, err := NewBundle(k, subject.Digest, nil)
+				if err != nil {
+					return err
+				}
+				return WriteBundle(ctx, d, subject, b)
+			})
+			sigs, err := r.signatures(t, writeRepo, subject.Digest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := verifiedBy(sigs, keys); n != len(keys) || len(sigs) != len(keys) {
+				t.Errorf("%d bundles found, %d of %d keys verify one; want all kept", len(sigs), n, len(keys))
+			}
+		})
+	}
+}
+
+func TestWriteBundleReaddsWhatAConcurrentWriterDropped(t *testing.T) {
+	var old atomic.Pointer[[]byte]
+	var reverts, puts atomic.Int32
+	r := newTestRegistry(t, false, countPuts(isReferrersTag, &puts), revertTag(isReferrersTag, &old, &reverts))
+	d, subject := pushImage(t, r)
+	k1, k2 := newKey(t), newKey(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, k := range []PrivateKey{k1, k2} {
+		if i == 1 {
+			before := getManifest(t, r, writeRepo, strings.Replace(subject.Digest.String(), ":", "-", 1))
+			old.Store(&before)
+			reverts.Store(1)
+			puts.Store(0)
+		}
+		b, err := NewBundle(k, subject.Digest, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteBundle(ctx, d, subject, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := puts.Load(); n != 2 {
+		t.Errorf("%d pushes of the referrers tag, want 2 (the dropped one and the one that kept it)", n)
+	}
+	sigs, err := r.signatures(t, writeRepo, subject.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := verifiedBy(sigs, []PrivateKey{k1, k2}); n != 2 || len(sigs) != 2 {
+		t.Errorf("%d bundles, %d keys verify; want both kept", len(sigs), n)
 	}
 }
