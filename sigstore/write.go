@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -87,68 +88,153 @@ func AppendSignature(ctx context.Context, d name.Digest, payload, sig []byte, op
 		return false, err
 	}
 
-	pushes, lost := 0, 0
-	blobPushed := false
-	for {
-		start := time.Now()
+	return keep(ctx, tag, func() (v1.Hash, *push, error) {
 		base, baseDigest, err := signatureImage(tag, opts)
 		if err != nil {
-			return false, err
+			return v1.Hash{}, nil, err
 		}
 		m, err := base.Manifest()
 		if err != nil {
-			return false, fmt.Errorf("reading %s: %w", tag, err)
+			return v1.Hash{}, nil, fmt.Errorf("reading %s: %w", tag, err)
 		}
 		if hasLayer(m, payloadDigest, b64) {
-			// Already there before we pushed (added false), or our push
-			// survived its settle time.
-			return pushes > 0, nil
-		}
-		if pushes > 0 {
-			lost++
-		}
-		if pushes >= keepAttempts {
-			return false, fmt.Errorf("%w in %s: pushed %d times, replaced by concurrent writers each time", ErrNotKept, tag, pushes)
+			return baseDigest, nil, nil
 		}
 		if len(m.Layers) >= MaxSignatures {
-			return false, fmt.Errorf("%s already holds %d signatures, the most a verifier reads (MaxSignatures)", tag, len(m.Layers))
+			return v1.Hash{}, nil, fmt.Errorf("%s already holds %d signatures, the most a verifier reads (MaxSignatures)", tag, len(m.Layers))
 		}
 		img, err := mutate.Append(base, mutate.Addendum{
 			Layer:       layer,
 			Annotations: map[string]string{SignatureAnnotation: b64},
 		})
 		if err != nil {
-			return false, fmt.Errorf("appending to %s: %w", tag, err)
+			return v1.Hash{}, nil, fmt.Errorf("appending to %s: %w", tag, err)
 		}
-		if !blobPushed {
-			if err := remote.WriteLayer(d.Context(), layer, opts...); err != nil {
-				return false, fmt.Errorf("pushing %s: %w", tag, err)
-			}
-			blobPushed = true
+		config, err := configLayer(img)
+		if err != nil {
+			return v1.Hash{}, nil, fmt.Errorf("appending to %s: %w", tag, err)
 		}
-		if err := writeConfig(d.Context(), img, opts); err != nil {
-			return false, fmt.Errorf("pushing %s: %w", tag, err)
+		return baseDigest, &push{
+			// The blobs go first, so that a failed push leaves the old
+			// manifest in place; they are pushed again on each attempt, as
+			// a concurrent upload of the same blob may have failed.
+			blobs: func() error {
+				for _, l := range []v1.Layer{layer, config} {
+					if err := remote.WriteLayer(d.Context(), l, opts...); err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+			manifest: func() error { return remote.Put(tag, img, opts...) },
+		}, nil
+	}, func() (v1.Hash, error) {
+		_, h, err := signatureImage(tag, opts)
+		return h, err
+	})
+}
+
+// push is one write of a manifest that keep makes: its blobs (may be nil),
+// then the manifest.
+type push struct {
+	blobs, manifest func() error
+}
+
+// keep adds one entry to the manifest at tag, which other writers may
+// replace at the same time, by read-modify-write until a read finds it
+// there. next reads the manifest and returns its digest (zero when there is
+// none) and a push of it with the entry added, or no push when the entry is
+// already there. current returns the digest at tag now. Between the blobs
+// and the manifest of each push, the tag must still be the manifest the push
+// was based on (else the entry is added again to the new one); after each
+// push, the manifest is read again after settleTime. Registry errors that
+// concurrent uploads of the same blobs cause are retried. It gives up with
+// ErrNotKept after keepAttempts pushes that did not keep the entry. pushed
+// reports whether this call pushed what the final read found (false: the
+// entry was there already).
+func keep(ctx context.Context, tag name.Tag, next func() (v1.Hash, *push, error), current func() (v1.Hash, error)) (pushed bool, err error) {
+	pushes, conflicts := 0, 0
+	retry := func(err error, step time.Duration) error {
+		if err != nil && (!isUploadRace(err) || conflicts >= keepAttempts) {
+			return fmt.Errorf("pushing %s: %w", tag, err)
 		}
-		// Narrow the race: if another writer pushed since we read, base
-		// the append on its manifest instead of overwriting it.
-		_, now, err := signatureImage(tag, opts)
+		conflicts++
+		return sleepCtx(ctx, jitter(time.Duration(conflicts)*step))
+	}
+	for {
+		start := time.Now()
+		base, p, err := next()
 		if err != nil {
 			return false, err
 		}
-		if now != baseDigest {
-			if err := sleepCtx(ctx, jitter(10*time.Millisecond*time.Duration(1+lost))); err != nil {
+		if p == nil {
+			return pushes > 0, nil
+		}
+		if pushes >= keepAttempts || conflicts >= keepAttempts {
+			return false, fmt.Errorf("%w in %s: pushed %d times, replaced by concurrent writers each time", ErrNotKept, tag, pushes)
+		}
+		if p.blobs != nil {
+			if err := p.blobs(); err != nil {
+				if err := retry(err, 50*time.Millisecond); err != nil {
+					return false, err
+				}
+				continue
+			}
+		}
+		// Narrow the window in which a concurrent writer can be
+		// overwritten: from a read just before the manifest push.
+		now, err := current()
+		if err != nil {
+			return false, err
+		}
+		if now != base {
+			if err := retry(nil, 10*time.Millisecond); err != nil {
 				return false, err
 			}
 			continue
 		}
-		if err := remote.Put(tag, img, opts...); err != nil {
-			return false, fmt.Errorf("pushing %s: %w", tag, err)
+		if err := p.manifest(); err != nil {
+			if err := retry(err, 50*time.Millisecond); err != nil {
+				return false, err
+			}
+			continue
 		}
 		pushes++
 		if err := sleepCtx(ctx, settleTime(time.Since(start))); err != nil {
 			return false, err
 		}
 	}
+}
+
+// isUploadRace reports whether a push failed with an error that a concurrent
+// upload of the same blob causes in CNCF distribution: the blob is reported
+// unknown or its digest invalid while the other upload commits it.
+func isUploadRace(err error) bool {
+	var te *transport.Error
+	if !errors.As(err, &te) {
+		return false
+	}
+	for _, e := range te.Errors {
+		switch e.Code {
+		case transport.ManifestBlobUnknownErrorCode, transport.BlobUnknownErrorCode, transport.DigestInvalidErrorCode,
+			transport.BlobUploadUnknownErrorCode, transport.BlobUploadInvalidErrorCode:
+			return true
+		}
+	}
+	return false
+}
+
+// configLayer is img's config blob, to push it.
+func configLayer(img v1.Image) (v1.Layer, error) {
+	raw, err := img.RawConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	return static.NewLayer(raw, m.Config.MediaType), nil
 }
 
 // hasLayer reports whether m has a layer with this blob and signature.
@@ -159,19 +245,6 @@ func hasLayer(m *v1.Manifest, blob v1.Hash, b64 string) bool {
 		}
 	}
 	return false
-}
-
-// writeConfig pushes img's config blob.
-func writeConfig(repo name.Repository, img v1.Image, opts []remote.Option) error {
-	raw, err := img.RawConfigFile()
-	if err != nil {
-		return err
-	}
-	m, err := img.Manifest()
-	if err != nil {
-		return err
-	}
-	return remote.WriteLayer(repo, static.NewLayer(raw, m.Config.MediaType), opts...)
 }
 
 // settleTime is how long to wait after a push before reading it back:
@@ -286,76 +359,100 @@ func WriteBundle(ctx context.Context, d name.Digest, subject v1.Descriptor, bund
 
 // keepReferrer pushes the referrer manifest m (by its digest ref) and makes
 // sure the registry lists it as a referrer of d. With the referrers API the
-// registry keeps that list and one push is enough. Without it,
-// go-containerregistry adds m to the index at the referrers tag
-// ("sha256-<hex>") by read-modify-write, which a concurrent writer can undo:
-// the index is read back after a settle time and, when m is missing, m is
-// pushed again (go-containerregistry merges it into the index as it is then),
-// at most keepAttempts times.
+// registry keeps that list: one push is all. Without it, m is added to the
+// OCI index at the referrers tag ("sha256-<hex>") with keep, since other
+// writers may be replacing that index at the same time.
 func keepReferrer(ctx context.Context, d name.Digest, ref name.Digest, m rawManifest, opts []remote.Option) error {
-	h, err := v1.NewHash(ref.DigestStr())
+	err := remote.Put(ref, m, append(slices.Clip(opts), remote.WithReferrersTagFallback(false))...)
+	var te *transport.Error
+	var ue *url.Error
+	if err == nil || errors.As(err, &te) || errors.As(err, &ue) || ctx.Err() != nil {
+		// Stored, and listed by the registry's referrers API; or a
+		// registry or network failure.
+		if err != nil {
+			return fmt.Errorf("pushing bundle manifest for %s: %w", d, err)
+		}
+		return nil
+	}
+	// go-containerregistry stored m and found no referrers API (with the
+	// tag fallback off, that is its only error that is neither a registry's
+	// nor the network's).
+	desc, err := referrerDescriptor(m)
 	if err != nil {
 		return err
 	}
-	fallback := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1))
-	for pushes := 0; ; {
-		if pushes >= keepAttempts {
-			return fmt.Errorf("%w in %s: pushed %d times, replaced by concurrent writers each time", ErrNotKept, fallback, pushes)
-		}
-		start := time.Now()
-		if err := remote.Put(ref, m, opts...); err != nil {
-			return fmt.Errorf("pushing bundle manifest for %s: %w", d, err)
-		}
-		pushes++
-		listed, err := indexLists(fallback, h, opts)
+	tag := d.Context().Tag(strings.Replace(d.DigestStr(), ":", "-", 1))
+	_, err = keep(ctx, tag, func() (v1.Hash, *push, error) {
+		im, base, err := referrersIndex(tag, opts)
 		if err != nil {
-			return err
+			return v1.Hash{}, nil, err
 		}
-		if !listed {
-			// Not in the referrers tag right after the push: the registry
-			// has the referrers API (go-containerregistry then writes no
-			// tag), or a concurrent writer already replaced the index.
-			idx, err := remote.Referrers(d, opts...)
-			if err != nil {
-				return fmt.Errorf("reading the referrers of %s: %w", d, err)
-			}
-			if im, err := idx.IndexManifest(); err == nil && slices.ContainsFunc(im.Manifests, func(x v1.Descriptor) bool { return x.Digest == h }) {
-				return nil
-			}
-			continue
+		if slices.ContainsFunc(im.Manifests, func(x v1.Descriptor) bool { return x.Digest == desc.Digest }) {
+			return base, nil, nil
 		}
-		if err := sleepCtx(ctx, settleTime(time.Since(start))); err != nil {
-			return err
+		im.Manifests = append(im.Manifests, desc)
+		slices.SortFunc(im.Manifests, func(a, b v1.Descriptor) int { return strings.Compare(a.Digest.String(), b.Digest.String()) })
+		raw, err := json.Marshal(im)
+		if err != nil {
+			return v1.Hash{}, nil, err
 		}
-		if listed, err = indexLists(fallback, h, opts); err != nil || listed {
-			return err
-		}
-	}
+		return base, &push{manifest: func() error { return remote.Put(tag, rawIndex(raw), opts...) }}, nil
+	}, func() (v1.Hash, error) {
+		_, h, err := referrersIndex(tag, opts)
+		return h, err
+	})
+	return err
 }
 
-// indexLists reports whether the index at tag lists the manifest h; a tag
-// that does not exist lists nothing.
-func indexLists(tag name.Tag, h v1.Hash, opts []remote.Option) (bool, error) {
+// referrerDescriptor is the descriptor of the artifact manifest m in a
+// referrers index: its media type, digest, size, artifact type and
+// annotations, as go-containerregistry and cosign write it.
+func referrerDescriptor(m rawManifest) (v1.Descriptor, error) {
+	var doc v1.Manifest
+	if err := json.Unmarshal(m, &doc); err != nil {
+		return v1.Descriptor{}, err
+	}
+	h, size, err := v1.SHA256(bytes.NewReader(m))
+	if err != nil {
+		return v1.Descriptor{}, err
+	}
+	return v1.Descriptor{
+		MediaType:    doc.MediaType,
+		Digest:       h,
+		Size:         size,
+		ArtifactType: doc.ArtifactType,
+		Annotations:  doc.Annotations,
+	}, nil
+}
+
+// referrersIndex reads the OCI index at the referrers tag and its digest; a
+// tag that does not exist is an empty index and the zero digest.
+func referrersIndex(tag name.Tag, opts []remote.Option) (*v1.IndexManifest, v1.Hash, error) {
 	desc, err := remote.Get(tag, opts...)
 	if isNotFound(err) {
-		return false, nil
+		return &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}, v1.Hash{}, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("reading %s: %w", tag, err)
+		return nil, v1.Hash{}, fmt.Errorf("reading %s: %w", tag, err)
 	}
-	if !desc.MediaType.IsIndex() {
-		return false, fmt.Errorf("%s holds %s, want an OCI index of referrers: %w", tag, desc.MediaType, ErrInvalidArtifact)
+	if desc.MediaType != types.OCIImageIndex {
+		return nil, v1.Hash{}, fmt.Errorf("%s holds %s, want an OCI index of referrers: %w", tag, desc.MediaType, ErrInvalidArtifact)
 	}
-	idx, err := desc.ImageIndex()
-	if err != nil {
-		return false, fmt.Errorf("reading %s: %w", tag, err)
+	var im v1.IndexManifest
+	if err := json.Unmarshal(desc.Manifest, &im); err != nil {
+		return nil, v1.Hash{}, fmt.Errorf("reading %s: %w", tag, err)
 	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return false, fmt.Errorf("reading %s: %w", tag, err)
-	}
-	return slices.ContainsFunc(im.Manifests, func(x v1.Descriptor) bool { return x.Digest == h }), nil
+	return &im, desc.Digest, nil
 }
+
+// rawIndex is an OCI index pushed as the exact bytes given.
+type rawIndex []byte
+
+// RawManifest implements remote.Taggable.
+func (r rawIndex) RawManifest() ([]byte, error) { return r, nil }
+
+// MediaType is the Content-Type of the push.
+func (r rawIndex) MediaType() (types.MediaType, error) { return types.OCIImageIndex, nil }
 
 // bundleManifest serializes the artifact manifest of a bundle.
 func bundleManifest(config, layer v1.Layer, subject v1.Descriptor) ([]byte, error) {
