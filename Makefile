@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Where `make install` puts cosign (and the cosine symlink): GOBIN, else GOPATH/bin.
 INSTALL_DIR ?= $(shell d="$$($(GO) env GOBIN)"; [ -n "$$d" ] && echo "$$d" || echo "$$($(GO) env GOPATH)/bin")
 
-.PHONY: all build test test-deps vet fmt-check install proxy bench clean
+.PHONY: all build test test-deps vet fmt-check fuzz install proxy bench clean
 
 all: build
 
@@ -15,9 +15,17 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cosign
 
-## test: install missing test dependencies, then vet, gofmt check, and every test with -race
+## test: install missing test dependencies, then vet, gofmt check, every test with -race,
+## then every fuzz target for FUZZTIME (3s) each
 test: test-deps vet fmt-check
 	CGO_ENABLED=1 $(GO) test -race -timeout 20m ./...
+	GO='$(GO)' FUZZTIME='$(FUZZTIME)' scripts/fuzz.sh
+
+## fuzz: run every `func Fuzz*` of the module, one after the other, for FUZZTIME each
+## (`make fuzz FUZZTIME=1m`); stops at the first failure
+FUZZTIME ?= 3s
+fuzz:
+	GO='$(GO)' FUZZTIME='$(FUZZTIME)' scripts/fuzz.sh
 
 ## test-deps: install what the e2e tests run (docker-registry, openssl, skopeo, ...) when missing
 test-deps:
