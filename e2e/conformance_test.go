@@ -40,10 +40,10 @@ func buildConformance(t *testing.T) string {
 	t.Helper()
 	dir := filepath.Join(ModuleRoot(t), "e2e", "conformance")
 	env := append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
-	download := exec.Command("go", "mod", "download", conformanceModule)
+	download := exec.Command("go", "mod", "download")
 	download.Dir, download.Env = dir, env
 	if out, err := download.CombinedOutput(); err != nil {
-		skipLoudly(t, fmt.Sprintf("cannot download %s from the Go module proxy (%v): %s",
+		skipLoudly(t, fmt.Sprintf("cannot download %s and its dependencies from the Go module proxy (%v): %s",
 			conformanceModule, err, strings.TrimSpace(string(out))))
 	}
 	version := exec.Command("go", "list", "-m", "-f", "{{.Version}}", conformanceModule)
