@@ -28,6 +28,7 @@ const (
 	DefaultTTL             = time.Hour
 	DefaultNegativeTTL     = 30 * time.Second
 	DefaultManifestBytes   = 64 << 20
+	DefaultInflightBytes   = 64 << 20
 	DefaultUpstreamTimeout = 30 * time.Second
 )
 
@@ -69,6 +70,23 @@ type Upstream struct {
 	Registry string
 	// URL is where it is reached: http:// or https://host[:port].
 	URL string
+	// ForwardCredentials says whether the Authorization header clients
+	// send the proxy is passed on to this upstream (for its manifests,
+	// blobs and the signature lookups made for the client). A client has
+	// one set of credentials for the proxy's host, obtained from the
+	// challenge of the /v2/ ping, which the default upstream answers; so
+	// nil means true for the default upstream and false for the others,
+	// which then see anonymous requests.
+	ForwardCredentials *bool
+}
+
+// forwardsCredentials resolves u.ForwardCredentials for c (with defaults
+// applied).
+func (c *Config) forwardsCredentials(u Upstream) bool {
+	if u.ForwardCredentials != nil {
+		return *u.ForwardCredentials
+	}
+	return u.Registry == c.DefaultUpstream
 }
 
 // CacheConfig sizes the caches.
@@ -83,6 +101,10 @@ type CacheConfig struct {
 	// ManifestBytes bounds the verified manifest bytes kept in memory to
 	// serve by digest (DefaultManifestBytes); negative keeps none.
 	ManifestBytes int64
+	// InflightBytes bounds the manifest bytes being read from upstreams at
+	// once (DefaultInflightBytes); past it clients get 503 with
+	// Retry-After.
+	InflightBytes int64
 }
 
 // withDefaults returns a copy of c with zero values replaced by defaults.
@@ -105,6 +127,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.Cache.ManifestBytes == 0 {
 		out.Cache.ManifestBytes = DefaultManifestBytes
+	}
+	if out.Cache.InflightBytes == 0 {
+		out.Cache.InflightBytes = DefaultInflightBytes
 	}
 	if out.UpstreamTimeout == 0 {
 		out.UpstreamTimeout = DefaultUpstreamTimeout
@@ -155,6 +180,8 @@ func (c *Config) validate() error {
 		return errors.New("cache TTLs must be positive")
 	case c.UpstreamTimeout < 0:
 		return errors.New("upstreamTimeout must be positive")
+	case c.Cache.InflightBytes < maxManifestSize:
+		return fmt.Errorf("cache.inflightBytes %d is less than one manifest (%d bytes)", c.Cache.InflightBytes, maxManifestSize)
 	}
 	if _, err := verifier.New(c.verifierConfig()); err != nil {
 		return fmt.Errorf("policies: %w", err)
@@ -371,6 +398,17 @@ func (p *configParser) str(n *yaml.Node, what string, out *string) error {
 	return nil
 }
 
+func (p *configParser) boolean(n *yaml.Node, what string, out *bool) error {
+	if err := p.noAlias(n); err != nil {
+		return err
+	}
+	if n.Kind != yaml.ScalarNode || (n.Value != "true" && n.Value != "false") {
+		return p.errorf(n, "%s must be true or false", what)
+	}
+	*out = n.Value == "true"
+	return nil
+}
+
 func (p *configParser) integer(n *yaml.Node, what string, out *int64) error {
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!int" {
 		return p.errorf(n, "%s must be an integer, got %q", what, n.Value)
@@ -512,6 +550,14 @@ func (p *configParser) upstreams(n *yaml.Node, cfg *Config) error {
 				}
 				return nil
 			},
+			"forwardCredentials": func(v *yaml.Node) error {
+				var b bool
+				if err := p.boolean(v, where+".forwardCredentials", &b); err != nil {
+					return err
+				}
+				u.ForwardCredentials = &b
+				return nil
+			},
 			"url": func(v *yaml.Node) error {
 				urlNode = v
 				if err := p.str(v, where+".url", &u.URL); err != nil {
@@ -561,6 +607,15 @@ func (p *configParser) cache(n *yaml.Node, c *CacheConfig) error {
 			}
 			if c.ManifestBytes == 0 {
 				c.ManifestBytes = -1
+			}
+			return nil
+		},
+		"inflightBytes": func(v *yaml.Node) error {
+			if err := p.integer(v, "cache.inflightBytes", &c.InflightBytes); err != nil {
+				return err
+			}
+			if c.InflightBytes < maxManifestSize || c.InflightBytes > 1<<34 {
+				return p.errorf(v, "cache.inflightBytes %d: want %d (one manifest) to %d", c.InflightBytes, maxManifestSize, int64(1)<<34)
 			}
 			return nil
 		},

@@ -391,20 +391,30 @@ func TestInvalidUpstreamDocuments(t *testing.T) {
 	_, d := e.pushRandom("prod/app", "v1")
 	e.sign("prod/app", d, e.key)
 	const ociManifest = "application/vnd.oci.image.manifest.v1+json"
+	zeros := "sha256:" + strings.Repeat("0", 64)
+	cfg := `{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"` + zeros + `","size":2}`
 	for _, tc := range []struct {
 		name, contentType, body, want string
 	}{
-		{"invalid JSON", ociManifest, `{"schemaVersion":2,`, "bad JSON"},
+		{"invalid JSON", ociManifest, `{"schemaVersion":2,`, "invalid JSON"},
 		{"not an object", ociManifest, `[1,2]`, "not a JSON object"},
-		{"trailing data", ociManifest, `{"schemaVersion":2} {}`, "trailing data"},
+		{"trailing data", ociManifest, `{"schemaVersion":2} {}`, "data after the JSON value"},
 		{"mediaType differs from Content-Type", ociManifest,
 			`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`, "differs from Content-Type"},
 		{"both manifest and index", ociManifest,
 			`{"schemaVersion":2,"mediaType":"` + ociManifest + `","manifests":[],"layers":[],"config":{}}`, "both an index"},
-		{"duplicate key", ociManifest, `{"mediaType":"` + ociManifest + `","mediaType":"x"}`, "appears twice"},
+		{"duplicate key", ociManifest, `{"mediaType":"` + ociManifest + `","mediaType":"x"}`, "duplicate key"},
 		{"case-variant key", ociManifest, `{"MediaType":"application/vnd.oci.image.index.v1+json"}`, "spec's key"},
 		{"case-variant layer key", ociManifest,
-			`{"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","MEDIATYPE":"` + sigstore.SimpleSigningMediaType + `"}]}`, "appears twice"},
+			`{"schemaVersion":2,"config":` + cfg + `,"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"` + zeros + `","size":1,"MEDIATYPE":"` + sigstore.SimpleSigningMediaType + `"}]}`, "spec's key"},
+		{"case-variant urls key", ociManifest,
+			`{"schemaVersion":2,"config":` + cfg + `,"layers":[{"mediaType":"a","digest":"` + zeros + `","size":1,"URLs":["http://x/"]}]}`, "spec's key"},
+		{"layer digest in upper case", ociManifest,
+			`{"schemaVersion":2,"config":` + cfg + `,"layers":[{"mediaType":"a","digest":"sha256:` + strings.Repeat("A", 64) + `","size":1}]}`, "lowercase hex"},
+		{"negative size", ociManifest,
+			`{"schemaVersion":2,"config":` + cfg + `,"layers":[{"mediaType":"a","digest":"` + zeros + `","size":-1}]}`, "non-negative"},
+		{"image manifest without config", ociManifest, `{"schemaVersion":2,"layers":[]}`, "no config"},
+		{"schemaVersion 1 as an OCI manifest", ociManifest, `{"schemaVersion":1,"config":` + cfg + `,"layers":[]}`, "schemaVersion 1"},
 		{"no media type at all", "", `{"schemaVersion":2}`, "no media type"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -457,7 +467,7 @@ func TestManifestSizeLimit(t *testing.T) {
 	}
 	t.Run("exactly 4 MiB is read", func(t *testing.T) {
 		exact := bytes.Clone(big[len(big)-maxManifestSize:])
-		copy(exact, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","x":"`)
+		copy(exact, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"a","digest":"sha256:`+strings.Repeat("0", 64)+`","size":1},"layers":[],"x":"`)
 		exact[len(exact)-2], exact[len(exact)-1] = '"', '}'
 		sum := sha256.Sum256(exact)
 		e.up.setHook(func(w http.ResponseWriter, r *http.Request) bool {
@@ -784,7 +794,7 @@ func TestCredentialTransportStaysOnOrigin(t *testing.T) {
 		mu.Unlock()
 		return &http.Response{StatusCode: 200, Body: http.NoBody, Header: http.Header{}}, nil
 	})
-	up, err := newUpstream(Upstream{Registry: "reg.example:5000", URL: "http://reg.example:5000"}, rec)
+	up, err := newUpstream(Upstream{Registry: "reg.example:5000", URL: "http://reg.example:5000"}, true, rec)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/cosign-dev/cosign/sigstore"
 )
 
 // copyBufferSize is the size of the buffers blobs are streamed through.
@@ -48,18 +50,28 @@ func (s *Server) newReverseProxy(up *upstream) *httputil.ReverseProxy {
 			pr.Out.URL.Path = pr.In.URL.Path
 			pr.Out.URL.RawPath = ""
 			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+			if !up.forwardAuth {
+				pr.Out.Header.Del("Authorization")
+			}
 		},
-		Transport:    up.transport,
-		BufferPool:   s.buffers,
-		ErrorLog:     slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		ErrorHandler: s.passthroughError(up),
+		Transport:      blobTransport{up: up},
+		ModifyResponse: s.gateBlob,
+		BufferPool:     s.buffers,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		ErrorHandler:   s.passthroughError(up),
 	}
 }
 
 // passthroughError answers a pass-through whose upstream did not respond
-// with an OCI error: 504 on a timeout, 502 otherwise.
+// with an OCI error: 504 on a timeout, 502 otherwise. A refusal of the blob
+// gate is rendered as it is.
 func (s *Server) passthroughError(up *upstream) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
+		var e *Error
+		if errors.As(err, &e) {
+			writeError(w, r, e)
+			return
+		}
 		if r.Context().Err() != nil {
 			writeError(w, r, errClientGone)
 			return
@@ -107,8 +119,10 @@ func withoutNS(raw string) string {
 	return strings.Join(kept, "&")
 }
 
-// handleBlob streams GET and HEAD /v2/<name>/blobs/<digest>: Range
-// requests and upstream redirects pass through unchanged.
+// handleBlob streams GET and HEAD /v2/<name>/blobs/<digest>, Range
+// requests included. It never hands out, as a blob, a manifest that was not
+// admitted (see gateBlob); upstream redirects to storage are followed by
+// the proxy, so that what the client gets passed the gate.
 func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) error {
 	t, err := s.resolve(r)
 	if err != nil {
@@ -118,10 +132,22 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := checkBlobDigest(d); err != nil {
-		return err
+	h, err := sigstore.ParseContentDigest(d)
+	if err != nil || (h.Algorithm != "sha256" && h.Algorithm != "sha512") {
+		return newError(http.StatusBadRequest, CodeDigestInvalid,
+			"invalid digest %q: want sha256:<64> or sha512:<128> lower-case hex", d)
 	}
-	s.forward(w, r, t, "/v2/"+t.repo+"/blobs/"+d)
+	bc := &blobCheck{t: t, digest: h, auth: t.up.clientAuth(r)}
+	if r.Method == http.MethodGet && rangeStart(r.Header.Get("Range")) != 0 {
+		// A range past the start shows none of what the blob begins with:
+		// classify the whole blob first.
+		if err := s.checkWholeBlob(r.Context(), bc); err != nil {
+			return err
+		}
+		bc.checked = true
+	}
+	ctx := context.WithValue(r.Context(), blobCheckKey{}, bc)
+	s.forward(w, r.WithContext(ctx), t, "/v2/"+t.repo+"/blobs/"+d)
 	return nil
 }
 
@@ -159,8 +185,8 @@ func (s *Server) handleReferrers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := parseManifestDigest(d); err != nil {
-		return err
+	if _, err := sigstore.ParseDigest(d); err != nil {
+		return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest %q: want sha256:<64 lower-case hex>", d)
 	}
 	s.forward(w, r, t, "/v2/"+t.repo+"/referrers/"+d)
 	return nil

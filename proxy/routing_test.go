@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -35,9 +37,11 @@ func TestPathTricks(t *testing.T) {
 		{"leading slash", "/v2//prod/app/manifests/v1", 400, "NAME_INVALID"},
 		{"trailing separator", "/v2/prod-/app/manifests/v1", 400, "NAME_INVALID"},
 		{"too long", "/v2/" + strings.Repeat("a", 256) + "/manifests/v1", 400, "NAME_INVALID"},
-		{"encoded slash in tag", "/v2/prod/app/manifests/v1%2F..%2Fv2", 400, "MANIFEST_INVALID"},
-		{"tag starting with a dot", "/v2/prod/app/manifests/.v1", 400, "MANIFEST_INVALID"},
-		{"tag too long", "/v2/prod/app/manifests/" + strings.Repeat("t", 129), 400, "MANIFEST_INVALID"},
+		// What is not a tag names no manifest: 404, as the OCI
+		// conformance suite requires.
+		{"encoded slash in tag", "/v2/prod/app/manifests/v1%2F..%2Fv2", 404, "MANIFEST_UNKNOWN"},
+		{"tag starting with a dot", "/v2/prod/app/manifests/.v1", 404, "MANIFEST_UNKNOWN"},
+		{"tag too long", "/v2/prod/app/manifests/" + strings.Repeat("t", 129), 404, "MANIFEST_UNKNOWN"},
 		{"no reference", "/v2/prod/app/manifests/", 404, "UNSUPPORTED"},
 		{"catalog is not served", "/v2/_catalog", 404, "UNSUPPORTED"},
 		{"outside /v2", "/v1/prod/app", 404, "UNSUPPORTED"},
@@ -233,19 +237,27 @@ func TestBlobPassThrough(t *testing.T) {
 			t.Fatalf("Content-Range %q", cr)
 		}
 	})
-	t.Run("a redirect is passed back, not followed", func(t *testing.T) {
-		const location = "http://127.0.0.1:1/storage/blob?sig=abc"
+	t.Run("a redirect to storage is followed, without credentials", func(t *testing.T) {
+		var storageAuth atomic.Value
+		storage := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			storageAuth.Store(r.Header.Get("Authorization") + " ")
+			_, _ = w.Write(blob)
+		}))
+		defer storage.Close()
 		e.up.setHook(func(w http.ResponseWriter, r *http.Request) bool {
 			if r.URL.Path != path {
 				return false
 			}
-			http.Redirect(w, r, location, http.StatusTemporaryRedirect)
+			http.Redirect(w, r, storage.URL+"/storage/blob?sig=abc", http.StatusTemporaryRedirect)
 			return true
 		})
 		defer e.up.setHook(nil)
-		resp := e.do(http.MethodGet, path)
-		if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != location {
-			t.Fatalf("status %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+		resp := e.do(http.MethodGet, path, "Authorization", "Basic dTpw")
+		if b := wantStatus(t, resp, http.StatusOK, ""); !bytes.Equal(b, blob) {
+			t.Fatal("blob differs")
+		}
+		if a := storageAuth.Load(); a != " " {
+			t.Fatalf("storage got Authorization %q", a)
 		}
 	})
 	t.Run("unknown blob is upstream's 404", func(t *testing.T) {
@@ -355,5 +367,67 @@ func TestTagsPageSizeIsBounded(t *testing.T) {
 	}
 	for _, n := range []string{"0", "1000"} {
 		wantStatus(t, e.do(http.MethodGet, "/v2/prod/app/tags/list?n="+n), http.StatusOK, "")
+	}
+}
+
+// TestCredentialsStayWithTheirUpstream: a client sends the proxy one set
+// of credentials, those of the default upstream (whose challenge the /v2/
+// ping returns); they never reach another upstream, for any request the
+// proxy makes there, unless that upstream says forwardCredentials: true.
+func TestCredentialsStayWithTheirUpstream(t *testing.T) {
+	const auth = "Basic ZGVmYXVsdDpzZWNyZXQ="
+	for _, forward := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default: not forwarded", true: "forwardCredentials: true"}[forward], func(t *testing.T) {
+			second := newFakeUpstream(t)
+			e := newEnv(t, func(e *env, c *Config) {
+				u := Upstream{Registry: second.host, URL: second.URL}
+				if forward {
+					u.ForwardCredentials = &forward
+				}
+				c.Upstreams = append(c.Upstreams, u)
+				c.DefaultUpstream = e.up.host
+				c.Policies[0].Match = append(c.Policies[0].Match, second.host+"/**")
+			})
+			other := &env{t: t, up: second, host: e.host}
+			img, d := other.pushRandom("team/app", "v1")
+			other.sign("team/app", d, e.key)
+			_, unsigned := other.pushRandom("team/app", "unsigned")
+			layers, _ := img.Layers()
+			ld, _ := layers[0].Digest()
+			_, dd := e.pushRandom("team/app", "v1")
+			e.sign("team/app", dd, e.key)
+			second.requests()
+			e.up.requests()
+			for _, path := range []string{
+				"/v2/" + second.host + "/team/app/manifests/v1",
+				"/v2/team/app/manifests/v1?ns=" + second.host,
+				"/v2/" + second.host + "/team/app/manifests/" + d.String(),
+				"/v2/" + second.host + "/team/app/manifests/unsigned",
+				"/v2/" + second.host + "/team/app/manifests/" + unsigned.String(),
+				"/v2/" + second.host + "/team/app/blobs/" + ld.String(),
+				"/v2/team/app/tags/list?ns=" + second.host,
+				"/v2/team/app/referrers/" + d.String() + "?ns=" + second.host,
+				"/v2/?ns=" + second.host,
+			} {
+				e.do(http.MethodGet, path, "Authorization", auth).Body.Close()
+				e.do(http.MethodHead, path, "Authorization", auth).Body.Close()
+			}
+			reqs := second.requests()
+			if len(reqs) == 0 {
+				t.Fatal("the second upstream saw nothing")
+			}
+			for _, r := range reqs {
+				if forward != (r.Auth == auth) {
+					t.Errorf("%s %s reached the second upstream with Authorization %q", r.Method, r.Path, r.Auth)
+				}
+			}
+			// The default upstream still gets them.
+			e.do(http.MethodGet, "/v2/team/app/manifests/v1", "Authorization", auth).Body.Close()
+			for _, r := range e.up.requests() {
+				if r.Auth != auth {
+					t.Errorf("default upstream: %s %s without the client's credentials", r.Method, r.Path)
+				}
+			}
+		})
 	}
 }

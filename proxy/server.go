@@ -19,13 +19,18 @@ import (
 	"github.com/cosign-dev/cosign/verifier"
 )
 
-// Server timeouts. There is no write timeout: a 1 GiB blob to a slow client
-// takes as long as it takes.
+// Server timeouts. A request (GET or HEAD, no body) must arrive within
+// readTimeout. Writes have deadlines set per response: a manifest must be
+// written within manifestWriteTimeout, and a blob, which may take as long
+// as it takes, must make progress every blobWriteIdle (see progressWriter).
 const (
 	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
 	idleTimeout       = 120 * time.Second
 	shutdownTimeout   = 10 * time.Second
 	maxHeaderBytes    = 64 << 10
+	// defaultWriteTimeout bounds every answer but blobs.
+	defaultWriteTimeout = 60 * time.Second
 )
 
 // Server is the verifying registry proxy. It is an http.Handler.
@@ -37,6 +42,7 @@ type Server struct {
 	order     []string  // registry names in configuration order, for messages
 	def       *upstream // nil when requests must name their upstream
 	manifests *manifestCache
+	inflight  *budget            // manifest bytes being read from upstreams
 	fetches   singleflight.Group // concurrent identical manifest fetches
 	metrics   *metrics
 	buffers   *bufferPool
@@ -112,12 +118,13 @@ func New(cfg *Config, opts ...Option) (*Server, error) {
 		verifier:  v,
 		upstreams: make(map[string]*upstream, len(c.Upstreams)),
 		manifests: newManifestCache(c.Cache.ManifestBytes, c.Cache.TTL),
+		inflight:  &budget{max: c.Cache.InflightBytes},
 		metrics:   m,
 		buffers:   newBufferPool(),
 	}
 	s.recorders.New = func() any { return new(recorder) }
 	for _, u := range c.Upstreams {
-		up, err := newUpstream(u, o.transport)
+		up, err := newUpstream(u, c.forwardsCredentials(u), o.transport)
 		if err != nil {
 			return nil, fmt.Errorf("proxy: upstream %s: %w", u.Registry, err)
 		}
@@ -156,6 +163,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -252,12 +260,52 @@ func (s *Server) handle(route int, fn func(http.ResponseWriter, *http.Request) e
 		if rec, ok := w.(*recorder); ok {
 			rec.route = route
 		}
-		if err := fn(w, r); err != nil {
+		setDeadlines(w, route)
+		out := w
+		if route == routeBlob {
+			out = &progressWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+		}
+		if err := fn(out, r); err != nil {
 			s.logError(r, err)
 			writeError(w, r, err)
 		}
 	})
 }
+
+// setDeadlines replaces the server's read deadline, which covered reading
+// the request, with the write deadline of the answer: every route but
+// blobs must be answered within defaultWriteTimeout. (Left in place, the
+// read deadline would cancel a long blob stream: net/http's background
+// read ends the request when it passes.)
+func setDeadlines(w http.ResponseWriter, route int) {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	if route != routeBlob {
+		_ = rc.SetWriteDeadline(time.Now().Add(defaultWriteTimeout))
+	} else {
+		_ = rc.SetWriteDeadline(time.Now().Add(blobWriteIdle))
+	}
+}
+
+// blobWriteIdle is how long a blob stream may make no progress before
+// the client is cut off.
+const blobWriteIdle = 60 * time.Second
+
+// progressWriter pushes the write deadline out on every write, so that a
+// blob may take as long as it takes as long as the client keeps reading.
+type progressWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+// Write implements http.ResponseWriter.
+func (p *progressWriter) Write(b []byte) (int, error) {
+	_ = p.rc.SetWriteDeadline(time.Now().Add(blobWriteIdle))
+	return p.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the writer beneath.
+func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
 
 func (s *Server) withRoute(route int, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

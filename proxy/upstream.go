@@ -7,8 +7,9 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/cosign-dev/cosign/sigstore"
 )
 
 // maxRedirects bounds the redirects a manifest fetch follows.
@@ -26,14 +27,18 @@ type upstream struct {
 	transport http.RoundTripper
 	// proxy streams blobs, tags lists, referrers and the /v2/ ping.
 	proxy *httputil.ReverseProxy
+	// forwardAuth says whether clients' Authorization headers are for this
+	// upstream (see Upstream.ForwardCredentials); when false, requests to
+	// it carry none.
+	forwardAuth bool
 }
 
-func newUpstream(u Upstream, tr http.RoundTripper) (*upstream, error) {
+func newUpstream(u Upstream, forwardAuth bool, tr http.RoundTripper) (*upstream, error) {
 	base, err := parseUpstreamURL(u.URL)
 	if err != nil {
 		return nil, err
 	}
-	up := &upstream{registry: u.Registry, base: base, baseStr: base.String(), transport: tr}
+	up := &upstream{registry: u.Registry, base: base, baseStr: base.String(), transport: tr, forwardAuth: forwardAuth}
 	up.client = &http.Client{Transport: tr, CheckRedirect: up.checkRedirect}
 	return up, nil
 }
@@ -101,38 +106,45 @@ func (up *upstream) manifestURL(repo, ref string) *url.URL {
 	return &url.URL{Scheme: up.base.Scheme, Host: up.base.Host, Path: "/v2/" + repo + "/manifests/" + ref}
 }
 
+// blobURL is the upstream URL of /v2/<repo>/blobs/<digest>.
+func (up *upstream) blobURL(repo, digest string) *url.URL {
+	return &url.URL{Scheme: up.base.Scheme, Host: up.base.Host, Path: "/v2/" + repo + "/blobs/" + digest}
+}
+
+// clientAuth is the client's Authorization header when it is for this
+// upstream, else "". A client (Docker above all) sends the credentials it
+// got for the proxy's host on every request to it, whichever upstream the
+// path names; they only go to the upstream they were issued for.
+func (up *upstream) clientAuth(r *http.Request) string {
+	if !up.forwardAuth {
+		return ""
+	}
+	return r.Header.Get("Authorization")
+}
+
+// source reads signatures and payloads from this upstream with auth.
+func (up *upstream) source(auth string) *sigstore.Fetcher {
+	rt := up.transport
+	if auth != "" {
+		rt = &credentialTransport{base: up.transport, origin: up.base, auth: auth}
+	}
+	return sigstore.NewFetcher(up.baseStr, rt)
+}
+
 // credentialTransport adds a client's Authorization header to the
-// signature lookups the proxy makes for that client, on the upstream's own
-// origin only, and remembers a Retry-After from a 429 so that the client
-// can be told when to come back.
+// requests the proxy makes for that client, on the upstream's own origin
+// only.
 type credentialTransport struct {
 	base   http.RoundTripper
 	origin *url.URL
 	auth   string
-
-	mu         sync.Mutex
-	retryAfter string
 }
 
 // RoundTrip implements http.RoundTripper.
 func (t *credentialTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if t.auth != "" && sameOrigin(t.origin, req.URL) && req.Header.Get("Authorization") == "" {
+	if sameOrigin(t.origin, req.URL) && req.Header.Get("Authorization") == "" {
 		req = req.Clone(req.Context())
 		req.Header.Set("Authorization", t.auth)
 	}
-	resp, err := t.base.RoundTrip(req)
-	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
-		if ra := resp.Header.Get("Retry-After"); ra != "" {
-			t.mu.Lock()
-			t.retryAfter = ra
-			t.mu.Unlock()
-		}
-	}
-	return resp, err
-}
-
-func (t *credentialTransport) lastRetryAfter() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.retryAfter
+	return t.base.RoundTrip(req)
 }

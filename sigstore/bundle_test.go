@@ -104,7 +104,7 @@ func TestNewBundleAnnotations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !maps.Equal(c.Annotations, map[string]string{"env": "prod", "team": "a"}) || c.Digests[0].String() != interopAppDigest {
+	if !maps.Equal(c.AnnotationsOf(c.Digests[0]), map[string]string{"env": "prod", "team": "a"}) || c.Digests[0].String() != interopAppDigest {
 		t.Errorf("Claims = %+v", c)
 	}
 	if !bytes.Contains(s.Payload, []byte(`"annotations":{"env":"prod","team":"a"}`)) {

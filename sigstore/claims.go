@@ -16,8 +16,9 @@ import (
 // docker-reference, the "optional" annotations. For FormatBundle the payload
 // type must be InTotoPayloadType and the statement an in-toto Statement v1
 // (v0.1 accepted) with predicateType CosignPredicateType: Digests are its
-// subjects' sha256 digests, Annotations the subjects' annotations (merged;
-// two subjects giving one key different values is an error), Reference "".
+// subjects' sha256 digests, Annotations each subject's annotations under its
+// own digest (two subjects naming one digest with different values for a
+// key is an error), Reference "".
 //
 // The claims are only read from bytes the signature covers: Payload must
 // equal Signed for simple signing, and Signed must equal
@@ -44,7 +45,11 @@ func (s Signature) simpleSigningClaims() (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
-	return Claims{Digests: []v1.Hash{p.Digest}, Reference: p.Reference, Annotations: p.Annotations}, nil
+	c := Claims{Digests: []v1.Hash{p.Digest}, Reference: p.Reference}
+	if p.Annotations != nil {
+		c.Annotations = map[v1.Hash]map[string]string{p.Digest: p.Annotations}
+	}
+	return c, nil
 }
 
 func (s Signature) bundleClaims() (Claims, error) {
@@ -118,7 +123,13 @@ func parseSubjects(list jsonValue) (Claims, error) {
 			seen[d] = true
 			c.Digests = append(c.Digests, d)
 		}
-		if c.Annotations, err = mergeAnnotations(c.Annotations, annotations, what); err != nil {
+		if len(annotations) == 0 {
+			continue
+		}
+		if c.Annotations == nil {
+			c.Annotations = make(map[v1.Hash]map[string]string)
+		}
+		if c.Annotations[d], err = mergeAnnotations(c.Annotations[d], annotations, what); err != nil {
 			return Claims{}, err
 		}
 	}
@@ -181,7 +192,7 @@ func mergeAnnotations(into, from map[string]string, what string) (map[string]str
 			into = make(map[string]string, len(from))
 		}
 		if old, ok := into[k]; ok && old != v {
-			return nil, fmt.Errorf("%s.annotations: %q is %q here and %q in an earlier subject", what, k, v, old)
+			return nil, fmt.Errorf("%s.annotations: %q is %q here and %q in an earlier subject with this digest", what, k, v, old)
 		}
 		into[k] = v
 	}

@@ -31,7 +31,7 @@ func TestClaimsSimpleSigningInterop(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(c.Digests) != 1 || c.Digests[0].String() != tc.digest || c.Reference != tc.ref || !maps.Equal(c.Annotations, tc.annotations) {
+			if len(c.Digests) != 1 || c.Digests[0].String() != tc.digest || c.Reference != tc.ref || !maps.Equal(c.AnnotationsOf(c.Digests[0]), tc.annotations) {
 				t.Errorf("Claims = %+v", c)
 			}
 		})
@@ -110,7 +110,7 @@ func TestClaimsBundleAccepts(t *testing.T) {
 	for _, tc := range []struct {
 		name, stmt  string
 		digests     []string
-		annotations map[string]string
+		annotations map[string]map[string]string // by subject hex
 	}{
 		{"cosign v3 statement", statement(v1Type, "["+subject(hexA, member("annotations", "{}"))+"]", cosignPred, "{}"), []string{hexA}, nil},
 		{"statement v0.1", statement(`"https://in-toto.io/Statement/v0.1"`, "["+subject(hexA, member("name", `"app"`))+"]", cosignPred, "{}"), []string{hexA}, nil},
@@ -118,9 +118,11 @@ func TestClaimsBundleAccepts(t *testing.T) {
 		{"repeated subject", statement(v1Type, "["+subject(hexA)+","+subject(hexA)+"]", cosignPred, "{}"), []string{hexA}, nil},
 		{"other digest algorithms beside sha256", statement(v1Type, "["+obj(member("digest", obj(member("sha512", `"abc"`), member("sha256", str(hexA)))))+"]", cosignPred, "{}"), []string{hexA}, nil},
 		{"annotations", statement(v1Type, "["+subject(hexA, member("annotations", `{"env":"prod","n":2,"o":{"a": 1}}`))+"]", cosignPred, "{}"),
-			[]string{hexA}, map[string]string{"env": "prod", "n": "2", "o": `{"a":1}`}},
-		{"annotations merged over subjects", statement(v1Type, "["+subject(hexA, member("annotations", `{"env":"prod"}`))+","+subject(hexB, member("annotations", `{"env":"prod","team":"a"}`))+"]", cosignPred, "{}"),
-			[]string{hexA, hexB}, map[string]string{"env": "prod", "team": "a"}},
+			[]string{hexA}, map[string]map[string]string{hexA: {"env": "prod", "n": "2", "o": `{"a":1}`}}},
+		{"annotations stay with their subject", statement(v1Type, "["+subject(hexA, member("annotations", `{"env":"prod"}`))+","+subject(hexB, member("annotations", `{"team":"a"}`))+"]", cosignPred, "{}"),
+			[]string{hexA, hexB}, map[string]map[string]string{hexA: {"env": "prod"}, hexB: {"team": "a"}}},
+		{"annotations of one digest's subjects merged", statement(v1Type, "["+subject(hexA, member("annotations", `{"env":"prod"}`))+","+subject(hexA, member("annotations", `{"team":"a"}`))+"]", cosignPred, "{}"),
+			[]string{hexA}, map[string]map[string]string{hexA: {"env": "prod", "team": "a"}}},
 		{"non-empty predicate", statement(v1Type, "["+subject(hexA)+"]", cosignPred, `{"x":1}`), []string{hexA}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -134,8 +136,11 @@ func TestClaimsBundleAccepts(t *testing.T) {
 					t.Errorf("digest %v", d)
 				}
 				got = append(got, d.Hex)
+				if !maps.Equal(c.AnnotationsOf(d), tc.annotations[d.Hex]) {
+					t.Errorf("annotations of %s = %v, want %v", d.Hex, c.AnnotationsOf(d), tc.annotations[d.Hex])
+				}
 			}
-			if !slices.Equal(got, tc.digests) || c.Reference != "" || !maps.Equal(c.Annotations, tc.annotations) {
+			if !slices.Equal(got, tc.digests) || c.Reference != "" || len(c.Annotations) != len(tc.annotations) {
 				t.Errorf("Claims = %+v", c)
 			}
 		})
@@ -169,7 +174,7 @@ func TestClaimsBundleRejects(t *testing.T) {
 		{"Digest case variant", "", statement(v1Type, `[{"Digest":{"sha256":"`+hexA+`"}}]`, cosignPred, "{}"), `"Digest" differs in case`},
 		{"name not a string", "", statement(v1Type, "["+subject(hexA, member("name", "1"))+"]", cosignPred, "{}"), "name: not a JSON string"},
 		{"annotations array", "", statement(v1Type, "["+subject(hexA, member("annotations", "[]"))+"]", cosignPred, "{}"), "annotations: not a JSON object"},
-		{"conflicting annotations", "", statement(v1Type, "["+subject(hexA, member("annotations", `{"env":"dev"}`))+","+subject(hexB, member("annotations", `{"env":"prod"}`))+"]", cosignPred, "{}"), `"env"`},
+		{"conflicting annotations for one digest", "", statement(v1Type, "["+subject(hexA, member("annotations", `{"env":"dev"}`))+","+subject(hexA, member("annotations", `{"env":"prod"}`))+"]", cosignPred, "{}"), `"env"`},
 		{"unknown statement key", "", strings.Replace(ok, `"predicate":`, `"extra":1,"predicate":`, 1), `unknown key "extra"`},
 		{"_Type case variant", "", strings.Replace(ok, `"_type"`, `"_Type"`, 1), "differs in case"},
 		{"duplicate predicateType", "", strings.Replace(ok, `"predicate":`, `"predicateType":"x","predicate":`, 1), `duplicate key "predicateType"`},

@@ -1,7 +1,6 @@
 package sigstore
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -11,13 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
+
 	"net"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -33,11 +32,15 @@ import (
 // close cosign's unbounded-attachment advisories (CVE-2023-46737,
 // CVE-2024-29902, CVE-2024-29903).
 const (
-	// MaxSignatures is the most signatures accepted in one .sig manifest, and
-	// the most bundle referrers accepted for one digest.
+	// MaxSignatures is the most signatures read from one .sig manifest, and
+	// the most bundle referrers read for one digest; the rest are reported,
+	// not read.
 	MaxSignatures = 100
 	// MaxPayloadSize is the largest payload or bundle blob read.
 	MaxPayloadSize = 64 << 10
+	// MaxReferrerManifestSize is the largest bundle referrer manifest read:
+	// one is about 1 KiB, so 100 of them cost at most 6.4 MiB, not 400.
+	MaxReferrerManifestSize = 64 << 10
 	// MaxManifestSize is the largest manifest or index read.
 	MaxManifestSize = 4 << 20
 )
@@ -75,6 +78,8 @@ type RegistryError struct {
 	Message string
 	// Err is the underlying error (network, context, read), if any.
 	Err error
+	// RetryAfter is the Retry-After header of a 429 or 503, as sent.
+	RetryAfter string
 }
 
 // Error implements error.
@@ -173,12 +178,16 @@ func FetcherFor(ctx context.Context, repo name.Repository, kc authn.Keychain, rt
 // lookup costs at most 2 sequential round trips for simple signatures and
 // 3 for bundles, whether or not the registry has the referrers API.
 //
-// A malformed individual signature is returned with Signature.Err set. An
-// error wrapping ErrInvalidArtifact means the signature manifests
-// themselves are malformed or too large; a *RegistryError means the
-// registry could not answer.
+// Each source and each artifact in it counts or fails on its own, because
+// anyone who can push can put junk beside a good signature: a malformed
+// artifact, a source that holds the wrong kind of document, and the
+// entries of a source past MaxSignatures are each returned as a Signature
+// with Err set, never as the lookup's error. A source the registry could
+// not answer for is a *RegistryError; it is returned (joined, if several)
+// together with the signatures the other sources gave, so that a caller
+// may still admit on those but must not refuse on them.
 func (f *Fetcher) Signatures(ctx context.Context, repo string, digest v1.Hash) ([]Signature, error) {
-	if err := checkRepository(repo); err != nil {
+	if err := CheckRepository(repo); err != nil {
 		return nil, err
 	}
 	if err := checkDigest(digest); err != nil {
@@ -190,30 +199,12 @@ func (f *Fetcher) Signatures(ctx context.Context, repo string, digest v1.Hash) (
 		defer cancel()
 	}
 	var legacy, bundles []Signature
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) {
-		legacy, err = f.simpleSignatures(gctx, repo, digest)
-		return err
-	})
-	g.Go(func() (err error) {
-		bundles, err = f.bundleSignatures(gctx, repo, digest)
-		return err
-	})
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	return append(legacy, bundles...), nil
-}
-
-// repositoryPattern is the distribution spec's repository name grammar.
-var repositoryPattern = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*$`)
-
-// checkRepository accepts repository names of the distribution spec.
-func checkRepository(repo string) error {
-	if len(repo) > 255 || !repositoryPattern.MatchString(repo) {
-		return fmt.Errorf("invalid repository name %q", repo)
-	}
-	return nil
+	var legacyErr, bundleErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { legacy, legacyErr = f.simpleSignatures(ctx, repo, digest) })
+	wg.Go(func() { bundles, bundleErr = f.bundleSignatures(ctx, repo, digest) })
+	wg.Wait()
+	return append(legacy, bundles...), errors.Join(legacyErr, bundleErr)
 }
 
 // invalidf returns an error wrapping ErrInvalidArtifact.
@@ -221,38 +212,21 @@ func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalidArtifact, fmt.Sprintf(format, args...))
 }
 
+// broken is the Signature that stands for a source or artifact that could
+// not be read as signatures.
+func broken(format Format, where string, err error) Signature {
+	return Signature{Format: format, Where: where, Err: err}
+}
+
 // --- simple signing (.sig tag) ---
-
-// artifactDescriptor is the part of an OCI descriptor a lookup uses.
-type artifactDescriptor struct {
-	MediaType    string            `json:"mediaType"`
-	Size         int64             `json:"size"`
-	Digest       string            `json:"digest"`
-	ArtifactType string            `json:"artifactType"`
-	Annotations  map[string]string `json:"annotations"`
-}
-
-// manifestDocument is a manifest or index whose descriptor arrays are kept
-// raw, so that they can be counted before anything is allocated per entry.
-type manifestDocument struct {
-	SchemaVersion int             `json:"schemaVersion"`
-	MediaType     string          `json:"mediaType"`
-	ArtifactType  string          `json:"artifactType"`
-	Config        json.RawMessage `json:"config"`
-	Layers        json.RawMessage `json:"layers"`
-	Manifests     json.RawMessage `json:"manifests"`
-	Subject       json.RawMessage `json:"subject"`
-}
-
-// absentJSON reports whether a raw JSON field is absent or null.
-func absentJSON(raw json.RawMessage) bool {
-	return len(raw) == 0 || string(raw) == "null"
-}
 
 // simpleSignatures reads the .sig manifest of digest and its payloads.
 func (f *Fetcher) simpleSignatures(ctx context.Context, repo string, digest v1.Hash) ([]Signature, error) {
 	tag := SignatureTag(digest)
 	resp, err := f.get(ctx, manifestPath(repo, tag), manifestAccept, MaxManifestSize, http.StatusNotFound)
+	if errors.Is(err, ErrInvalidArtifact) {
+		return []Signature{broken(FormatSimpleSigning, tag, err)}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -261,42 +235,52 @@ func (f *Fetcher) simpleSignatures(ctx context.Context, repo string, digest v1.H
 	}
 	layers, err := parseSignatureManifest(resp.body, resp.contentType)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", tag, err)
+		return []Signature{broken(FormatSimpleSigning, tag, err)}, nil
 	}
-	return fetchAll(ctx, layers, func(ctx context.Context, i int, l artifactDescriptor) (Signature, error) {
+	var extra []Signature
+	if len(layers) > MaxSignatures {
+		extra = append(extra, broken(FormatSimpleSigning, tag,
+			invalidf("%d layers past the limit of %d were not read", len(layers)-MaxSignatures, MaxSignatures)))
+		layers = layers[:MaxSignatures]
+	}
+	sigs, err := fetchAll(ctx, layers, func(ctx context.Context, i int, l Descriptor) (Signature, error) {
 		return f.simpleSignature(ctx, repo, fmt.Sprintf("%s layer %d", tag, i), l)
 	})
+	return append(sigs, extra...), err
 }
 
-// parseSignatureManifest checks that b is an image manifest of at most
-// MaxSignatures layers and returns them.
-func parseSignatureManifest(b []byte, contentType string) ([]artifactDescriptor, error) {
-	if isIndexMediaType(contentType) {
-		return nil, invalidf("signature tag holds an index (%s), want an image manifest", contentType)
+// asSource turns a failure to read a source into the source's result: an
+// invalid answer (too large, say) is a broken source, a registry failure
+// stays an error.
+func asSource(format Format, where string, err error) error {
+	if errors.Is(err, ErrInvalidArtifact) {
+		return &sourceError{Signature: broken(format, where, err)}
 	}
-	var m manifestDocument
-	if err := json.Unmarshal(b, &m); err != nil {
+	return err
+}
+
+// sourceError carries a broken source out of a helper that returns
+// (result, error); callers turn it back into a Signature.
+type sourceError struct{ Signature Signature }
+
+func (e *sourceError) Error() string { return e.Signature.Where + ": " + e.Signature.Err.Error() }
+
+// parseSignatureManifest checks that b is an image manifest and returns its
+// layers, all of them: the caller reads at most MaxSignatures.
+func parseSignatureManifest(b []byte, contentType string) ([]Descriptor, error) {
+	m, err := ParseManifest(b, contentType)
+	if err != nil {
 		return nil, invalidf("signature manifest: %v", err)
 	}
-	if m.SchemaVersion != 2 {
-		return nil, invalidf("signature manifest schemaVersion %d, want 2", m.SchemaVersion)
+	if m.Kind != KindImage {
+		return nil, invalidf("signature tag holds a %s (%s), want an image manifest", m.Kind, m.MediaType)
 	}
-	if !absentJSON(m.Manifests) || isIndexMediaType(m.MediaType) {
-		return nil, invalidf("signature tag holds an index, want an image manifest")
-	}
-	if m.MediaType != "" && m.MediaType != string(types.OCIManifestSchema1) && m.MediaType != string(types.DockerManifestSchema2) {
-		return nil, invalidf("signature manifest media type %q", m.MediaType)
-	}
-	layers, err := decodeArray(m.Layers, MaxSignatures, func(artifactDescriptor) bool { return true })
-	if err != nil {
-		return nil, invalidf("signature manifest layers: %v", err)
-	}
-	return layers, nil
+	return m.Layers, nil
 }
 
 // simpleSignature reads one .sig layer: its base64 signature annotation
 // and its payload blob, checked against the descriptor.
-func (f *Fetcher) simpleSignature(ctx context.Context, repo, where string, l artifactDescriptor) (Signature, error) {
+func (f *Fetcher) simpleSignature(ctx context.Context, repo, where string, l Descriptor) (Signature, error) {
 	s := Signature{Format: FormatSimpleSigning, Where: where}
 	if l.MediaType != SimpleSigningMediaType {
 		s.Err = invalidf("layer media type %q, want %q", l.MediaType, SimpleSigningMediaType)
@@ -346,13 +330,14 @@ func abortOrKeep(s Signature, err error) (Signature, error) {
 
 // bundleSignatures finds the bundle referrers of digest and reads them.
 func (f *Fetcher) bundleSignatures(ctx context.Context, repo string, digest v1.Hash) ([]Signature, error) {
-	entries, err := f.bundleReferrers(ctx, repo, digest)
+	entries, broken, err := f.bundleReferrers(ctx, repo, digest)
 	if err != nil {
-		return nil, err
+		return broken, err
 	}
-	return fetchAll(ctx, entries, func(ctx context.Context, _ int, e artifactDescriptor) (Signature, error) {
+	sigs, err := fetchAll(ctx, entries, func(ctx context.Context, _ int, e Descriptor) (Signature, error) {
 		return f.bundleSignature(ctx, repo, digest, e)
 	})
+	return append(sigs, broken...), err
 }
 
 // bundleReferrers lists the referrers of digest whose artifactType is a
@@ -360,124 +345,128 @@ func (f *Fetcher) bundleSignatures(ctx context.Context, repo string, digest v1.H
 // once, so that a registry without the API costs no extra round trip, and
 // returns the union of both, deduplicated by digest (the API's entries
 // first): a registry may have gained the API after cosign wrote a
-// referrers tag. Not found on both is no referrer. Any error on either is
-// the lookup's error, never half an answer, and the union counts against
-// MaxSignatures.
-func (f *Fetcher) bundleReferrers(ctx context.Context, repo string, digest v1.Hash) ([]artifactDescriptor, error) {
-	var fromAPI, fromTag []artifactDescriptor
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() (err error) {
-		fromAPI, err = f.referrersAPI(gctx, repo, digest)
-		return err
-	})
-	g.Go(func() (err error) {
-		fromTag, err = f.referrersTag(gctx, repo, digest)
-		return err
-	})
-	if err := g.Wait(); err != nil {
-		return nil, err
+// referrers tag. Not found on both is no referrer. A source that holds
+// something else than a referrers index, and the entries past
+// MaxSignatures, come back as broken signatures; the entries of the other
+// source still count. A registry failure on either is an error, returned
+// after the broken signatures found so far.
+func (f *Fetcher) bundleReferrers(ctx context.Context, repo string, digest v1.Hash) ([]Descriptor, []Signature, error) {
+	var fromAPI, fromTag []Descriptor
+	var apiErr, tagErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { fromAPI, apiErr = f.referrersAPI(ctx, repo, digest) })
+	wg.Go(func() { fromTag, tagErr = f.referrersTag(ctx, repo, digest) })
+	wg.Wait()
+	var bad []Signature
+	var errs []error
+	for _, err := range []error{apiErr, tagErr} {
+		var se *sourceError
+		switch {
+		case err == nil:
+		case errors.As(err, &se):
+			bad = append(bad, se.Signature)
+		default:
+			errs = append(errs, err)
+		}
 	}
-	entries, err := unionByDigest(fromAPI, fromTag)
-	if err != nil {
-		return nil, fmt.Errorf("referrers of %s: %w", digest, err)
+	entries := unionByDigest(fromAPI, fromTag)
+	if len(entries) > MaxSignatures {
+		bad = append(bad, broken(FormatBundle, "referrers of "+digest.String(),
+			invalidf("%d bundle referrers past the limit of %d were not read", len(entries)-MaxSignatures, MaxSignatures)))
+		entries = entries[:MaxSignatures]
 	}
-	return entries, nil
+	return entries, bad, errors.Join(errs...)
 }
 
 // referrersAPI lists the bundle referrers of digest from the OCI 1.1
 // referrers API. A registry without the API (404, 400, 405, 406, or a
 // 200 that is not an OCI index) lists none.
-func (f *Fetcher) referrersAPI(ctx context.Context, repo string, digest v1.Hash) ([]artifactDescriptor, error) {
+func (f *Fetcher) referrersAPI(ctx context.Context, repo string, digest v1.Hash) ([]Descriptor, error) {
+	where := "referrers API"
 	path := "/v2/" + repo + "/referrers/" + digest.String() + "?artifactType=" + url.QueryEscape(BundleMediaType)
 	resp, err := f.get(ctx, path, string(types.OCIImageIndex), MaxManifestSize,
 		http.StatusNotFound, http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusNotAcceptable)
 	if err != nil {
-		return nil, err
+		return nil, asSource(FormatBundle, where, err)
 	}
-	if resp.status != http.StatusOK || baseMediaType(resp.contentType) != string(types.OCIImageIndex) {
+	if resp.status != http.StatusOK || BaseMediaType(resp.contentType) != string(types.OCIImageIndex) {
 		return nil, nil
 	}
 	entries, err := parseReferrersIndex(resp.body)
 	if err != nil {
-		return nil, fmt.Errorf("referrers API for %s: %w", digest, err)
+		return nil, &sourceError{broken(FormatBundle, where, err)}
 	}
 	return entries, nil
 }
 
 // referrersTag lists the bundle referrers of digest from the referrers tag
 // schema ("sha256-<hex>"); no such tag lists none.
-func (f *Fetcher) referrersTag(ctx context.Context, repo string, digest v1.Hash) ([]artifactDescriptor, error) {
+func (f *Fetcher) referrersTag(ctx context.Context, repo string, digest v1.Hash) ([]Descriptor, error) {
 	tag := ReferrersTag(digest)
+	where := "referrers tag " + tag
 	resp, err := f.get(ctx, manifestPath(repo, tag), string(types.OCIImageIndex), MaxManifestSize, http.StatusNotFound)
 	if err != nil {
-		return nil, err
+		return nil, asSource(FormatBundle, where, err)
 	}
 	if resp.status == http.StatusNotFound {
 		return nil, nil
 	}
 	entries, err := parseReferrersIndex(resp.body)
 	if err != nil {
-		return nil, fmt.Errorf("referrers tag %s: %w", tag, err)
+		return nil, &sourceError{broken(FormatBundle, where, err)}
 	}
 	return entries, nil
 }
 
 // unionByDigest concatenates lists, keeping the first entry of each
-// digest, and fails when more than MaxSignatures remain.
-func unionByDigest(lists ...[]artifactDescriptor) ([]artifactDescriptor, error) {
-	var out []artifactDescriptor
-	seen := make(map[string]bool)
+// digest.
+func unionByDigest(lists ...[]Descriptor) []Descriptor {
+	var out []Descriptor
+	seen := make(map[v1.Hash]bool)
 	for _, list := range lists {
 		for _, e := range list {
-			if seen[e.Digest] {
-				continue
+			if !seen[e.Digest] {
+				seen[e.Digest] = true
+				out = append(out, e)
 			}
-			if len(out) == MaxSignatures {
-				return nil, invalidf("more than %d bundle referrers", MaxSignatures)
-			}
-			seen[e.Digest] = true
-			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// parseReferrersIndex returns the bundle entries of an OCI index.
+// Registries may ignore the artifactType filter, so it is applied here too.
+func parseReferrersIndex(b []byte) ([]Descriptor, error) {
+	idx, err := ParseManifest(b, "")
+	if err != nil {
+		return nil, invalidf("referrers index: %v", err)
+	}
+	if idx.MediaType != string(types.OCIImageIndex) {
+		return nil, invalidf("referrers index is not an OCI image index (mediaType %q)", idx.MediaType)
+	}
+	var out []Descriptor
+	for _, d := range idx.Manifests {
+		if d.ArtifactType == BundleMediaType {
+			out = append(out, d)
 		}
 	}
 	return out, nil
 }
 
-// parseReferrersIndex returns the bundle entries of an OCI index, failing
-// when there are more than MaxSignatures of them. Registries may ignore the
-// artifactType filter, so it is applied here too.
-func parseReferrersIndex(b []byte) ([]artifactDescriptor, error) {
-	var idx manifestDocument
-	if err := json.Unmarshal(b, &idx); err != nil {
-		return nil, invalidf("referrers index: %v", err)
-	}
-	if idx.SchemaVersion != 2 || idx.MediaType != string(types.OCIImageIndex) || !absentJSON(idx.Layers) {
-		return nil, invalidf("referrers index is not an OCI image index (schemaVersion %d, mediaType %q)", idx.SchemaVersion, idx.MediaType)
-	}
-	entries, err := decodeArray(idx.Manifests, MaxSignatures, func(d artifactDescriptor) bool {
-		return d.ArtifactType == BundleMediaType
-	})
-	if err != nil {
-		return nil, invalidf("referrers index bundles: %v", err)
-	}
-	return entries, nil
-}
-
 // bundleSignature reads one bundle referrer: its manifest (checked against
 // the index entry and bound to digest), then its bundle layer.
-func (f *Fetcher) bundleSignature(ctx context.Context, repo string, digest v1.Hash, e artifactDescriptor) (Signature, error) {
-	s := Signature{Format: FormatBundle, Where: "referrer"}
-	d, err := parseDigest(e.Digest)
-	if err != nil {
+func (f *Fetcher) bundleSignature(ctx context.Context, repo string, digest v1.Hash, e Descriptor) (Signature, error) {
+	where := "referrer " + e.Digest.String()
+	s := Signature{Format: FormatBundle, Where: where}
+	if err := checkDigest(e.Digest); err != nil {
 		s.Err = invalidf("referrer descriptor: %v", err)
 		return s, nil
 	}
-	where := "referrer " + d.String()
-	s.Where = where
 	if e.MediaType != string(types.OCIManifestSchema1) {
 		s.Err = invalidf("referrer media type %q, want %q", e.MediaType, types.OCIManifestSchema1)
 		return s, nil
 	}
-	raw, err := f.verifiedManifest(ctx, repo, e)
+	raw, err := f.verified(ctx, manifestPath(repo, e.Digest.String()), string(types.OCIManifestSchema1), e, MaxReferrerManifestSize)
 	if err != nil {
 		return abortOrKeep(s, err)
 	}
@@ -499,43 +488,30 @@ func (f *Fetcher) bundleSignature(ctx context.Context, repo string, digest v1.Ha
 
 // parseBundleManifest checks that raw is a Sigstore bundle artifact
 // manifest whose subject is digest, and returns its bundle layer.
-func parseBundleManifest(raw []byte, digest v1.Hash) (artifactDescriptor, error) {
-	var m manifestDocument
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return artifactDescriptor{}, invalidf("referrer manifest: %v", err)
-	}
-	if m.SchemaVersion != 2 || m.MediaType != string(types.OCIManifestSchema1) || !absentJSON(m.Manifests) {
-		return artifactDescriptor{}, invalidf("referrer is not an OCI image manifest")
-	}
-	var config, subject artifactDescriptor
-	if err := unmarshalOptional(m.Config, &config); err != nil {
-		return artifactDescriptor{}, invalidf("referrer config: %v", err)
-	}
-	if err := unmarshalOptional(m.Subject, &subject); err != nil {
-		return artifactDescriptor{}, invalidf("referrer subject: %v", err)
-	}
-	if artifactType := cmp.Or(m.ArtifactType, config.MediaType); artifactType != BundleMediaType {
-		return artifactDescriptor{}, invalidf("referrer artifact type %q, want %q", artifactType, BundleMediaType)
-	}
-	if subject.Digest != digest.String() {
-		return artifactDescriptor{}, invalidf("referrer subject %q is not %s", subject.Digest, digest)
-	}
-	layers, err := decodeArray(m.Layers, 1, func(d artifactDescriptor) bool { return d.MediaType == BundleMediaType })
+func parseBundleManifest(raw []byte, digest v1.Hash) (Descriptor, error) {
+	m, err := ParseManifest(raw, "")
 	if err != nil {
-		return artifactDescriptor{}, invalidf("referrer layers: %v", err)
+		return Descriptor{}, invalidf("referrer manifest: %v", err)
+	}
+	if m.MediaType != string(types.OCIManifestSchema1) {
+		return Descriptor{}, invalidf("referrer is not an OCI image manifest")
+	}
+	if artifactType := cmp.Or(m.ArtifactType, m.Config.MediaType); artifactType != BundleMediaType {
+		return Descriptor{}, invalidf("referrer artifact type %q, want %q", artifactType, BundleMediaType)
+	}
+	if m.Subject == nil || m.Subject.Digest != digest {
+		return Descriptor{}, invalidf("referrer subject is not %s", digest)
+	}
+	var layers []Descriptor
+	for _, l := range m.Layers {
+		if l.MediaType == BundleMediaType {
+			layers = append(layers, l)
+		}
 	}
 	if len(layers) != 1 {
-		return artifactDescriptor{}, invalidf("referrer has no %s layer", BundleMediaType)
+		return Descriptor{}, invalidf("referrer has %d %s layers, want 1", len(layers), BundleMediaType)
 	}
 	return layers[0], nil
-}
-
-// unmarshalOptional decodes raw into v unless it is absent or null.
-func unmarshalOptional(raw json.RawMessage, v any) error {
-	if absentJSON(raw) {
-		return nil
-	}
-	return json.Unmarshal(raw, v)
 }
 
 // --- fetching ---
@@ -570,36 +546,29 @@ func fetchAll[T any](ctx context.Context, items []T, fn func(ctx context.Context
 	return out, nil
 }
 
-// Payload fetches the blob a signature layer describes: at most
-// MaxPayloadSize bytes, checked against the descriptor's size and sha256.
-// A descriptor that is malformed, too large or points at other content is
-// an error wrapping ErrInvalidArtifact; an upstream failure a
-// *RegistryError.
-func (f *Fetcher) Payload(ctx context.Context, repo string, d v1.Descriptor) ([]byte, error) {
-	if err := checkRepository(repo); err != nil {
+// Blob fetches the blob d describes: at most limit bytes, checked against
+// the descriptor's size and digest. A descriptor that is malformed, too
+// large or points at other content is an error wrapping
+// ErrInvalidArtifact; an upstream failure a *RegistryError.
+func (f *Fetcher) Blob(ctx context.Context, repo string, d Descriptor, limit int64) ([]byte, error) {
+	if err := CheckRepository(repo); err != nil {
 		return nil, err
 	}
-	return f.verifiedBlob(ctx, repo, artifactDescriptor{MediaType: string(d.MediaType), Size: d.Size, Digest: d.Digest.String()}, MaxPayloadSize)
-}
-
-// verifiedManifest fetches the manifest e describes and checks it against e.
-func (f *Fetcher) verifiedManifest(ctx context.Context, repo string, e artifactDescriptor) ([]byte, error) {
-	return f.verified(ctx, manifestPath(repo, e.Digest), string(types.OCIManifestSchema1), e, MaxManifestSize)
+	return f.verifiedBlob(ctx, repo, d, limit)
 }
 
 // verifiedBlob fetches the blob d describes and checks it against d.
-func (f *Fetcher) verifiedBlob(ctx context.Context, repo string, d artifactDescriptor, limit int64) ([]byte, error) {
-	return f.verified(ctx, "/v2/"+repo+"/blobs/"+d.Digest, "", d, limit)
+func (f *Fetcher) verifiedBlob(ctx context.Context, repo string, d Descriptor, limit int64) ([]byte, error) {
+	return f.verified(ctx, "/v2/"+repo+"/blobs/"+d.Digest.String(), "", d, limit)
 }
 
 // verified fetches the content d describes, refusing before any request a
-// malformed digest or a size over limit, and after it any content whose
-// length or sha256 differ from the descriptor's. Not found is an invalid
-// artifact (the descriptor points at nothing); other failures are
+// digest other than sha256 or a size over limit, and after it any content
+// whose length or sha256 differ from the descriptor's. Not found is an
+// invalid artifact (the descriptor points at nothing); other failures are
 // *RegistryError.
-func (f *Fetcher) verified(ctx context.Context, path, accept string, d artifactDescriptor, limit int64) ([]byte, error) {
-	want, err := parseDigest(d.Digest)
-	if err != nil {
+func (f *Fetcher) verified(ctx context.Context, path, accept string, d Descriptor, limit int64) ([]byte, error) {
+	if err := checkDigest(d.Digest); err != nil {
 		return nil, invalidf("descriptor: %v", err)
 	}
 	if d.Size < 0 || d.Size > limit {
@@ -615,7 +584,7 @@ func (f *Fetcher) verified(ctx context.Context, path, accept string, d artifactD
 	if int64(len(resp.body)) != d.Size {
 		return nil, invalidf("%s is %d bytes, descriptor says %d", d.Digest, len(resp.body), d.Size)
 	}
-	if sum := sha256.Sum256(resp.body); hex.EncodeToString(sum[:]) != want.Hex {
+	if sum := sha256.Sum256(resp.body); hex.EncodeToString(sum[:]) != d.Digest.Hex {
 		return nil, invalidf("content does not match descriptor digest %s", d.Digest)
 	}
 	return resp.body, nil
@@ -680,7 +649,8 @@ func readBody(ctx context.Context, op string, resp *http.Response, limit int64) 
 // newRegistryError describes an unexpected status, with the first OCI
 // error code and message of the body when it has one.
 func newRegistryError(op string, resp *http.Response) *RegistryError {
-	e := &RegistryError{Op: op, StatusCode: resp.StatusCode, Message: http.StatusText(resp.StatusCode)}
+	e := &RegistryError{Op: op, StatusCode: resp.StatusCode, Message: http.StatusText(resp.StatusCode),
+		RetryAfter: resp.Header.Get("Retry-After")}
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodySize))
 	var body struct {
 		Errors []struct {
@@ -701,50 +671,4 @@ func withContextErr(ctx context.Context, err error) error {
 		return fmt.Errorf("%w: %w", cerr, err)
 	}
 	return err
-}
-
-// isIndexMediaType reports whether a media type (or Content-Type value)
-// names an OCI index or Docker manifest list.
-func isIndexMediaType(mt string) bool {
-	return types.MediaType(baseMediaType(mt)).IsIndex()
-}
-
-// baseMediaType strips parameters from a Content-Type value.
-func baseMediaType(contentType string) string {
-	if mt, _, err := mime.ParseMediaType(contentType); err == nil {
-		return mt
-	}
-	return contentType
-}
-
-// decodeArray decodes the JSON array raw element by element, keeping the
-// elements keep accepts, and fails as soon as more than limit are kept, so
-// that a huge array costs no more than limit+1 elements of memory. An
-// absent or null array is empty.
-func decodeArray[T any](raw json.RawMessage, limit int, keep func(T) bool) ([]T, error) {
-	if absentJSON(raw) {
-		return nil, nil
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('[') {
-		return nil, errors.New("not an array")
-	}
-	var out []T
-	for dec.More() {
-		var v T
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		if !keep(v) {
-			continue
-		}
-		if len(out) == limit {
-			return nil, fmt.Errorf("more than %d entries", limit)
-		}
-		out = append(out, v)
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, err
-	}
-	return out, nil
 }

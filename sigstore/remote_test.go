@@ -578,20 +578,12 @@ func manPath(d string) string       { return "/v2/" + attackRepo + "/manifests/"
 func b64(b []byte) string           { return base64.StdEncoding.EncodeToString(b) }
 func oci(b []byte) http.HandlerFunc { return body(http.StatusOK, string(types.OCIManifestSchema1), b) }
 
-func TestSignaturesRefusesInvalidArtifacts(t *testing.T) {
+// TestSignaturesReportsBrokenSources: a source that holds something other
+// than signatures is one broken signature, never the lookup's error, so
+// that it cannot veto the signatures of another source.
+func TestSignaturesReportsBrokenSources(t *testing.T) {
 	target := mustHash(sha256Digest([]byte("attack target")))
 	payload := []byte(`{"critical":{}}`)
-	many := sigManifest(MaxSignatures+1, func(i int) v1.Descriptor {
-		return payloadLayer([]byte(fmt.Sprint(i)), b64([]byte("sig")))
-	})
-	bundleEntry := func(i int) v1.Descriptor {
-		return v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: 100, Digest: mustHash(sha256Digest([]byte(fmt.Sprint(i)))), ArtifactType: BundleMediaType}
-	}
-	manyBundles := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
-	for i := range MaxSignatures + 1 {
-		manyBundles.Manifests = append(manyBundles.Manifests, bundleEntry(i))
-	}
-	manyBundlesJSON, _ := json.Marshal(manyBundles)
 	index, _ := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{}})
 
 	for _, tc := range []struct {
@@ -600,11 +592,9 @@ func TestSignaturesRefusesInvalidArtifacts(t *testing.T) {
 		mw         middleware
 		noRequests string // no request path may contain this
 	}{
-		{name: "more than MaxSignatures layers, no blob fetched", mw: serve(sigPath(target), oci(many)), noRequests: "/blobs/"},
-		{name: "more than MaxSignatures bundles in the referrers tag, none fetched",
-			mw: serve(tagPath(target), body(http.StatusOK, string(types.OCIImageIndex), manyBundlesJSON)), noRequests: "/manifests/sha256:"},
-		{name: "more than MaxSignatures bundles from the referrers API, none fetched", referrers: true,
-			mw: serve(refPath(target), body(http.StatusOK, string(types.OCIImageIndex), manyBundlesJSON)), noRequests: "/manifests/sha256:"},
+		{name: ".sig manifest with a layer digest in upper case", mw: serve(sigPath(target), oci([]byte(`{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:`+strings.Repeat("a", 64)+`","size":1},"layers":[{"mediaType":"a","digest":"sha256:`+strings.Repeat("A", 64)+`","size":1}]}`))), noRequests: "/blobs/"},
+		{name: "Docker manifest list under the referrers tag",
+			mw: serve(tagPath(target), body(http.StatusOK, string(types.DockerManifestList), []byte(`{"schemaVersion":2,"mediaType":"`+string(types.DockerManifestList)+`","manifests":[]}`)))},
 		{name: "malformed .sig manifest JSON", mw: serve(sigPath(target), oci([]byte(`{"schemaVersion":2,"layers":[`)))},
 		{name: ".sig manifest with layers of the wrong JSON type", mw: serve(sigPath(target), oci([]byte(`{"schemaVersion":2,"layers":{"a":1}}`)))},
 		{name: ".sig manifest schemaVersion 1", mw: serve(sigPath(target), oci([]byte(`{"schemaVersion":1,"layers":[]}`)))},
@@ -626,17 +616,65 @@ func TestSignaturesRefusesInvalidArtifacts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newTestRegistry(t, tc.referrers, tc.mw)
 			sigs, err := r.signatures(t, attackRepo, target)
-			if !errors.Is(err, ErrInvalidArtifact) {
-				t.Fatalf("got %d signatures, error %v; want ErrInvalidArtifact", len(sigs), err)
+			if err != nil {
+				t.Fatalf("Signatures: %v; want the broken source as a signature", err)
 			}
-			var rerr *RegistryError
-			if errors.As(err, &rerr) {
-				t.Errorf("an invalid artifact reported as a registry failure: %v", err)
+			if len(sigs) != 1 || !errors.Is(sigs[0].Err, ErrInvalidArtifact) {
+				t.Fatalf("got %+v; want one signature with ErrInvalidArtifact", sigs)
 			}
 			for _, req := range r.recorded() {
 				if tc.noRequests != "" && strings.Contains(req, tc.noRequests) {
 					t.Errorf("fetched %s", req)
 				}
+			}
+		})
+	}
+}
+
+// TestSignaturesReadsAtMostMaxSignatures: past MaxSignatures entries in
+// one source, the first MaxSignatures are read and the rest reported as one
+// broken signature.
+func TestSignaturesReadsAtMostMaxSignatures(t *testing.T) {
+	target := mustHash(sha256Digest([]byte("attack target")))
+	many := sigManifest(MaxSignatures+1, func(i int) v1.Descriptor {
+		return payloadLayer([]byte(fmt.Sprint(i)), b64([]byte("sig")))
+	})
+	manyBundles := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+	for i := range MaxSignatures + 1 {
+		manyBundles.Manifests = append(manyBundles.Manifests, v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: 100,
+			Digest: mustHash(sha256Digest([]byte(fmt.Sprint(i)))), ArtifactType: BundleMediaType})
+	}
+	manyBundlesJSON, _ := json.Marshal(manyBundles)
+	for _, tc := range []struct {
+		name      string
+		referrers bool
+		mw        middleware
+		fetched   string
+	}{
+		{"layers of the .sig manifest", false, serve(sigPath(target), oci(many)), "/blobs/"},
+		{"bundles in the referrers tag", false, serve(tagPath(target), body(http.StatusOK, string(types.OCIImageIndex), manyBundlesJSON)), "/manifests/sha256:"},
+		{"bundles from the referrers API", true, serve(refPath(target), body(http.StatusOK, string(types.OCIImageIndex), manyBundlesJSON)), "/manifests/sha256:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRegistry(t, tc.referrers, tc.mw)
+			sigs, err := r.signatures(t, attackRepo, target)
+			if err != nil {
+				t.Fatalf("Signatures: %v", err)
+			}
+			if len(sigs) != MaxSignatures+1 {
+				t.Fatalf("got %d signatures, want %d read and one report", len(sigs), MaxSignatures+1)
+			}
+			if last := sigs[MaxSignatures]; last.Err == nil || !strings.Contains(last.Err.Error(), "past the limit") {
+				t.Errorf("last signature %+v, want the report of what was not read", last)
+			}
+			n := 0
+			for _, req := range r.recorded() {
+				if strings.Contains(req, tc.fetched) {
+					n++
+				}
+			}
+			if n > MaxSignatures {
+				t.Errorf("fetched %d artifacts, at most %d may be read", n, MaxSignatures)
 			}
 		})
 	}
@@ -656,8 +694,6 @@ func TestSignaturesKeepsGoodSignaturesBesideBadOnes(t *testing.T) {
 	delete(noSig.Annotations, SignatureAnnotation)
 	wrongType := payloadLayer([]byte("wrong type"), b64([]byte("sig")))
 	wrongType.MediaType = "application/vnd.oci.image.layer.v1.tar"
-	badDigest := payloadLayer([]byte("bad digest"), b64([]byte("sig")))
-	badDigest.Digest = v1.Hash{Algorithm: "sha256", Hex: strings.ToUpper(badDigest.Digest.Hex)}
 
 	layers := []struct {
 		desc    v1.Descriptor
@@ -672,7 +708,6 @@ func TestSignaturesKeepsGoodSignaturesBesideBadOnes(t *testing.T) {
 		{badB64, "base64"},
 		{noSig, "no dev.cosignproject.cosign/signature"},
 		{wrongType, "media type"},
-		{badDigest, "lowercase"},
 	}
 	raw := sigManifest(len(layers), func(i int) v1.Descriptor { return layers[i].desc })
 	r := newTestRegistry(t, false,
@@ -755,7 +790,7 @@ func TestSignaturesRefusesBadBundleReferrers(t *testing.T) {
 		{"referrer of another image", entry(otherSubject), otherSubject, "subject"},
 		{"referrer without subject", entry(noSubject), noSubject, "subject"},
 		{"manifest whose artifactType is not a bundle", entry(notBundle), notBundle, "artifact type"},
-		{"two bundle layers", entry(twoLayers), twoLayers, "more than 1"},
+		{"two bundle layers", entry(twoLayers), twoLayers, "want 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			idx, _ := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{tc.entry}})
@@ -1242,8 +1277,8 @@ func TestSignaturesCapsTheReferrersUnion(t *testing.T) {
 		wantErr    bool
 		wantBundle int
 	}{
-		{"disjoint halves over the cap", index(0, half), index(half, 2*half), true, 0},
-		{"overlapping lists over the cap", index(0, MaxSignatures), index(1, MaxSignatures+1), true, 0},
+		{"disjoint halves over the cap", index(0, half), index(half, 2*half), true, MaxSignatures},
+		{"overlapping lists over the cap", index(0, MaxSignatures), index(1, MaxSignatures+1), true, MaxSignatures},
 		{"the same MaxSignatures in both", index(0, MaxSignatures), index(0, MaxSignatures), false, MaxSignatures},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1252,19 +1287,15 @@ func TestSignaturesCapsTheReferrersUnion(t *testing.T) {
 				serve(tagPath(target), body(http.StatusOK, string(types.OCIImageIndex), tc.tag)),
 			)
 			sigs, err := r.signatures(t, attackRepo, target)
-			if tc.wantErr {
-				if !errors.Is(err, ErrInvalidArtifact) {
-					t.Fatalf("got %d signatures, error %v; want ErrInvalidArtifact", len(sigs), err)
-				}
-				for _, req := range r.recorded() {
-					if strings.Contains(req, "/manifests/sha256:") {
-						t.Fatalf("fetched a referrer over the cap: %s", req)
-					}
-				}
-				return
-			}
 			if err != nil {
 				t.Fatalf("Signatures: %v", err)
+			}
+			if tc.wantErr {
+				last := sigs[len(sigs)-1]
+				if last.Err == nil || !strings.Contains(last.Err.Error(), "past the limit") {
+					t.Fatalf("last signature %+v, want the report of the referrers over the cap", last)
+				}
+				sigs = sigs[:len(sigs)-1]
 			}
 			// None was pushed: each is a referrer pointing at nothing.
 			if len(sigs) != tc.wantBundle {
@@ -1274,6 +1305,60 @@ func TestSignaturesCapsTheReferrersUnion(t *testing.T) {
 				if !errors.Is(s.Err, ErrInvalidArtifact) || !strings.Contains(s.Err.Error(), "not found") {
 					t.Fatalf("%s: Err %v, want not found", s.Where, s.Err)
 				}
+			}
+		})
+	}
+}
+
+// TestSignaturesBrokenSourceBesideGoodOne: whatever an attacker pushes into
+// one source, the valid signatures of another still come back; and a source
+// the registry fails on is an error returned beside them.
+func TestSignaturesBrokenSourceBesideGoodOne(t *testing.T) {
+	junk := sigManifest(MaxSignatures+1, func(i int) v1.Descriptor {
+		return payloadLayer([]byte(fmt.Sprint(i)), b64([]byte("sig")))
+	})
+	list := []byte(`{"schemaVersion":2,"mediaType":"` + string(types.DockerManifestList) + `","manifests":[]}`)
+	manyEntries := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
+	for i := range MaxSignatures + 1 {
+		manyEntries.Manifests = append(manyEntries.Manifests, v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: 100,
+			Digest: mustHash(sha256Digest([]byte(fmt.Sprint(i)))), ArtifactType: BundleMediaType})
+	}
+	manyJSON, _ := json.Marshal(manyEntries)
+	for _, tc := range []struct {
+		name    string
+		digest  v1.Hash
+		format  Format
+		mw      middleware
+		wantErr bool
+	}{
+		{"legacy signature, Docker manifest list under the referrers tag", appV1, FormatSimpleSigning,
+			serve(tagPath(appV1), body(http.StatusOK, string(types.DockerManifestList), list)), false},
+		{"legacy signature, 101 junk referrers", appV1, FormatSimpleSigning,
+			serve(tagPath(appV1), body(http.StatusOK, string(types.OCIImageIndex), manyJSON)), false},
+		{"bundle, .sig tag with 101 junk layers", appV2, FormatBundle, serve(sigPath(appV2), oci(junk)), false},
+		{"bundle, .sig tag holding an index", appV2, FormatBundle,
+			serve(sigPath(appV2), body(http.StatusOK, string(types.DockerManifestList), list)), false},
+		{"bundle, .sig tag answering 500", appV2, FormatBundle, serve(sigPath(appV2), body(http.StatusInternalServerError, "", nil)), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newTestRegistry(t, false, tc.mw)
+			loadVectors(t, r)
+			sigs, err := r.signatures(t, attackRepo, tc.digest)
+			var rerr *RegistryError
+			if tc.wantErr != errors.As(err, &rerr) {
+				t.Fatalf("error %v, want a registry error: %v", err, tc.wantErr)
+			}
+			if !tc.wantErr && err != nil {
+				t.Fatalf("Signatures: %v", err)
+			}
+			good := 0
+			for _, s := range sigs {
+				if s.Err == nil && s.Format == tc.format {
+					good++
+				}
+			}
+			if good == 0 {
+				t.Fatalf("no valid %s signature among %d: %+v", tc.format, len(sigs), sigs)
 			}
 		})
 	}

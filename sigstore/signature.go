@@ -51,7 +51,15 @@ type Claims struct {
 	// Reference is the simple-signing docker-reference; "" for formats that
 	// carry none (in-toto statements bind digests only).
 	Reference string
-	// Annotations are the simple-signing "optional" values as strings, or
-	// the annotations the bundle format carries.
-	Annotations map[string]string
+	// Annotations are, for each digest of Digests that has any, the
+	// annotations the document gives that digest: the simple-signing
+	// "optional" values as strings, or the annotations of the in-toto
+	// subjects that name it. One subject's annotations never count for
+	// another subject's digest.
+	Annotations map[v1.Hash]map[string]string
+}
+
+// AnnotationsOf returns the annotations the document gives digest d.
+func (c Claims) AnnotationsOf(d v1.Hash) map[string]string {
+	return c.Annotations[d]
 }

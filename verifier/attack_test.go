@@ -254,7 +254,7 @@ func TestAttacks(t *testing.T) {
 					&sigstore.RegistryError{Message: "unexpected EOF"},
 				}
 				for range 3 {
-					if _, err := v.Decide(context.Background(), src, img, nil, manifestType); err == nil {
+					if _, err := v.Decide(context.Background(), src, img, nil); err == nil {
 						t.Fatal("an upstream failure gave a decision")
 					}
 				}
@@ -486,7 +486,7 @@ func stampede(t *testing.T, key sigstore.PrivateKey, img Image, n int) Decision 
 		go func() {
 			defer done.Done()
 			ready.Done()
-			decisions[i], errs[i] = v.Decide(context.Background(), src, img, nil, manifestType)
+			decisions[i], errs[i] = v.Decide(context.Background(), src, img, nil)
 		}()
 	}
 	ready.Wait()
@@ -593,6 +593,15 @@ func readManifest(h v1.Hash) (*dumpManifest, error) {
 		return nil, fmt.Errorf("manifest %s: %w", h, err)
 	}
 	return &m, nil
+}
+
+// Blob implements Source over the dump.
+func (s *dumpSource) Blob(_ context.Context, _ string, d sigstore.Descriptor, limit int64) ([]byte, error) {
+	b, err := readDump("blobs", d.Digest)
+	if err != nil || int64(len(b)) != d.Size || int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: blob %s not in the dump or not as described", sigstore.ErrInvalidArtifact, d.Digest)
+	}
+	return b, nil
 }
 
 // Signatures implements Source over the dump.

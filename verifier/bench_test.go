@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"runtime"
 	"testing"
@@ -104,6 +105,10 @@ func (k acceptKey) PEM() []byte                  { return nil }
 // digest, with a dummy signature.
 type payloadSource struct{}
 
+func (payloadSource) Blob(context.Context, string, sigstore.Descriptor, int64) ([]byte, error) {
+	return nil, errors.New("payloadSource serves no blobs")
+}
+
 func (payloadSource) Signatures(_ context.Context, repo string, d v1.Hash) ([]sigstore.Signature, error) {
 	p, err := sigstore.NewPayload(testRegistry+"/"+repo, d, nil)
 	if err != nil {
@@ -134,7 +139,7 @@ func BenchmarkDecideCached(b *testing.B) {
 				b.Fatal(err)
 			}
 			for _, img := range imgs {
-				if d, err := v.Decide(ctx, payloadSource{}, img, nil, manifestType); err != nil || !d.Admit {
+				if d, err := v.Decide(ctx, payloadSource{}, img, nil); err != nil || !d.Admit {
 					b.Fatalf("filling: %v %s", err, d.Message)
 				}
 			}
@@ -146,7 +151,7 @@ func BenchmarkDecideCached(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				if _, err := v.Decide(ctx, payloadSource{}, imgs[i%n], nil, manifestType); err != nil {
+				if _, err := v.Decide(ctx, payloadSource{}, imgs[i%n], nil); err != nil {
 					b.Fatal(err)
 				}
 				i++

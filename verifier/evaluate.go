@@ -8,6 +8,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
 	"github.com/cosign-dev/cosign/sigstore"
 )
 
@@ -23,6 +25,9 @@ type Decision struct {
 	// Message is one line for a person: image, digest, policy, reason,
 	// detail.
 	Message string
+	// Detail is what Message says after the reason, for callers that word
+	// their own message: "annotation "env" is missing (required: "prod")".
+	Detail string
 	// Policy is the name of the policy that decided ("" if none matched).
 	Policy string
 	// Keys are the distinct IDs of the trusted keys whose signatures
@@ -31,6 +36,12 @@ type Decision struct {
 	// Verified are the signatures that counted: verified by a trusted key
 	// and with claims that hold.
 	Verified []sigstore.Signature
+	// Found is how many signatures were found, Malformed how many of them
+	// could not be read.
+	Found, Malformed int
+	// SignedDigests are the digests that signatures made by a trusted key
+	// bind instead of this one (ReasonDigestMismatch).
+	SignedDigests []v1.Hash
 }
 
 // Evaluate decides whether img may be served under p, given the signatures
@@ -72,6 +83,7 @@ func Evaluate(p *Policy, img Image, sigs []sigstore.Signature) Decision {
 	reason, detail := t.refusal(p, len(sigs), len(keys))
 	d := refuse(p, img, reason, detail)
 	d.Keys, d.Verified = t.keys, t.verified
+	d.Found, d.Malformed, d.SignedDigests = len(sigs), t.malformed, t.otherDigests
 	return d
 }
 
@@ -106,6 +118,9 @@ type tally struct {
 	claimFail  Reason               // reason of the first claim failure
 	claimWhy   string               // its detail
 	claimFails int
+	// otherDigests are the digests bound by trusted signatures for
+	// another digest.
+	otherDigests []v1.Hash
 }
 
 // consider checks signature number i against the keys. The details of a
@@ -122,7 +137,14 @@ func (t *tally) consider(p *Policy, img Image, keys []sigstore.PublicKey, i int,
 		if !verifies(key, sig) {
 			continue
 		}
-		reason, detail := checkClaims(p, img, sig)
+		reason, detail, claims := checkClaims(p, img, sig)
+		if reason == ReasonDigestMismatch {
+			for _, d := range claims.Digests {
+				if !slices.Contains(t.otherDigests, d) {
+					t.otherDigests = append(t.otherDigests, d)
+				}
+			}
+		}
 		if reason != "" {
 			if t.claimFails == 0 {
 				t.claimFail = reason
@@ -180,21 +202,21 @@ func claimsOf(sig *sigstore.Signature) (c sigstore.Claims, err error) {
 
 // checkClaims checks what a verified signature's document asserts. It
 // returns "" when every claim holds, else the reason and a detail.
-func checkClaims(p *Policy, img Image, sig *sigstore.Signature) (Reason, string) {
+func checkClaims(p *Policy, img Image, sig *sigstore.Signature) (Reason, string, sigstore.Claims) {
 	claims, err := claimsOf(sig)
 	if err != nil {
-		return ReasonInvalid, fmt.Sprintf("its signed document is invalid: %v", err)
+		return ReasonInvalid, fmt.Sprintf("its signed document is invalid: %v", err), claims
 	}
 	if !slices.Contains(claims.Digests, img.Digest) {
-		return ReasonDigestMismatch, fmt.Sprintf("it is for %s, not this digest", digestList(claims))
+		return ReasonDigestMismatch, fmt.Sprintf("it is for %s, not this digest", digestList(claims)), claims
 	}
 	if detail, ok := checkIdentity(p, img, *sig, claims); !ok {
-		return ReasonIdentityMismatch, detail
+		return ReasonIdentityMismatch, detail, claims
 	}
-	if !annotationsHold(p.Annotations, claims.Annotations) {
-		return ReasonAnnotations, annotationMismatch(p.Annotations, claims.Annotations)
+	if got := claims.AnnotationsOf(img.Digest); !annotationsHold(p.Annotations, got) {
+		return ReasonAnnotations, annotationMismatch(p.Annotations, got), claims
 	}
-	return "", ""
+	return "", "", claims
 }
 
 // annotationsHold reports whether got has every annotation of want, with
@@ -214,10 +236,10 @@ func annotationMismatch(want, got map[string]string) string {
 	for _, k := range sortedKeys(want) {
 		g, ok := got[k]
 		if !ok {
-			return fmt.Sprintf("annotation %q is missing (policy requires %q)", k, want[k])
+			return fmt.Sprintf("annotation %q is missing (required: %q)", k, want[k])
 		}
 		if g != want[k] {
-			return fmt.Sprintf("annotation %q is %q (policy requires %q)", k, g, want[k])
+			return fmt.Sprintf("annotation %q is %q (required: %q)", k, g, want[k])
 		}
 	}
 	return "annotations hold"
@@ -245,7 +267,7 @@ func sortedKeys(m map[string]string) []string {
 
 // refuse builds a refusal, or in warn mode an admission flagged Warn.
 func refuse(p *Policy, img Image, reason Reason, detail string) Decision {
-	d := Decision{Reason: reason, Policy: p.Name}
+	d := Decision{Reason: reason, Policy: p.Name, Detail: oneLine(detail)}
 	if p.mode() == ModeWarn {
 		d.Admit, d.Warn = true, true
 		d.Message = oneLine(fmt.Sprintf("%s: admitted with a warning by policy %q (mode warn): %s (%s)", img, p.Name, reason, detail))

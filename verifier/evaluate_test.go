@@ -236,7 +236,7 @@ func TestEvaluate(t *testing.T) {
 			policy: func() *Policy { p := testPolicy(ed); p.Annotations = prodOnly; return p }(),
 			sigs:   []sigstore.Signature{simpleSig(t, ed, testRef, d, map[string]string{"env": "dev"})},
 			admit:  false, reason: ReasonAnnotations,
-			message: `annotation "env" is "dev" (policy requires "prod")`,
+			message: `annotation "env" is "dev" (required: "prod")`,
 		},
 		{
 			name:   "required annotation missing refused",

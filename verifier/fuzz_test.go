@@ -3,8 +3,6 @@ package verifier
 import (
 	"strings"
 	"testing"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 // refMatch is a plain recursive glob matcher, memoized on the suffixes it
@@ -95,28 +93,6 @@ func FuzzNormalizeReference(f *testing.F) {
 		tagged, err := NormalizeReference(got + ":v1")
 		if err != nil || tagged != got {
 			t.Fatalf("NormalizeReference(%q) = %q, %v: tag not stripped", got+":v1", tagged, err)
-		}
-	})
-}
-
-func FuzzIndexChildren(f *testing.F) {
-	f.Add(index(ociIndexMediaType, digestOf("a"), digestOf("b")), ociIndexMediaType)
-	f.Add(index(dockerListMediaType, digestOf("a")), "")
-	f.Add([]byte(`{"manifests":[{"digest":"sha256:AB"}],"layers":[]}`), ociIndexMediaType)
-	f.Fuzz(func(t *testing.T, body []byte, mediaType string) {
-		children, ok := indexChildren(body, mediaType)
-		if !ok && children != nil {
-			t.Fatalf("refused index returned children %v", children)
-		}
-		if len(children) > maxInheritedChildren {
-			t.Fatalf("%d children, over the cap", len(children))
-		}
-		seen := map[v1.Hash]bool{}
-		for _, c := range children {
-			if h, err := v1.NewHash(c.String()); err != nil || h != c || seen[c] {
-				t.Fatalf("child %q invalid or repeated", c)
-			}
-			seen[c] = true
 		}
 	})
 }

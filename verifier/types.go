@@ -8,14 +8,21 @@ import (
 	"github.com/cosign-dev/cosign/sigstore"
 )
 
-// Source finds the signatures stored for a digest in one repository.
-//
-// An error means the signatures could not be read (upstream unreachable,
-// 5xx, timeout) and no decision can be made; it is never cached. An error
-// that wraps sigstore.ErrInvalidArtifact is a malformed or oversized
-// signature artifact: a reason to refuse, not an outage.
+// Source reads what a decision needs from the registry an image is in.
+// *sigstore.Fetcher implements it.
 type Source interface {
+	// Signatures finds the signatures stored for a digest in one
+	// repository. A source or artifact that is malformed comes back as a
+	// Signature with Err set. An error means some signatures could not be
+	// read (upstream unreachable, 5xx, timeout); the signatures returned
+	// with it were read from the other sources. The verifier then admits on
+	// those if they suffice and otherwise makes no decision; it caches
+	// nothing on an error. An error that wraps sigstore.ErrInvalidArtifact
+	// alone is a refusal (ReasonInvalid), not an outage.
 	Signatures(ctx context.Context, repository string, digest v1.Hash) ([]sigstore.Signature, error)
+	// Blob returns the blob d describes in repository, at most limit
+	// bytes, checked against d. Errors are as for Signatures.
+	Blob(ctx context.Context, repository string, d sigstore.Descriptor, limit int64) ([]byte, error)
 }
 
 // Image names the digest a decision is about.
@@ -38,15 +45,16 @@ func (i Image) String() string {
 type Reason string
 
 const (
-	ReasonVerified         Reason = "verified"
-	ReasonParent           Reason = "admitted by a verified index"
-	ReasonAllowed          Reason = "allowed by policy without a check"
-	ReasonNoSignatures     Reason = "no signatures"
-	ReasonUntrusted        Reason = "no signature by a trusted key"
-	ReasonDigestMismatch   Reason = "digest mismatch"
-	ReasonIdentityMismatch Reason = "identity mismatch"
-	ReasonAnnotations      Reason = "annotation mismatch"
-	ReasonBelowThreshold   Reason = "below threshold"
-	ReasonInvalid          Reason = "invalid signature artifact"
-	ReasonNoPolicy         Reason = "no policy matches"
+	ReasonVerified          Reason = "verified"
+	ReasonSignatureArtifact Reason = "signature artifact (no runnable content)"
+	ReasonParent            Reason = "admitted by a verified index"
+	ReasonAllowed           Reason = "allowed by policy without a check"
+	ReasonNoSignatures      Reason = "no signatures"
+	ReasonUntrusted         Reason = "no signature by a trusted key"
+	ReasonDigestMismatch    Reason = "digest mismatch"
+	ReasonIdentityMismatch  Reason = "identity mismatch"
+	ReasonAnnotations       Reason = "annotation mismatch"
+	ReasonBelowThreshold    Reason = "below threshold"
+	ReasonInvalid           Reason = "invalid signature artifact"
+	ReasonNoPolicy          Reason = "no policy matches"
 )

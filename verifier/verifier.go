@@ -4,16 +4,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 
@@ -219,17 +215,22 @@ func (v *Verifier) CacheLen() int {
 	return v.cache.Len()
 }
 
-// Decide decides whether img, whose manifest bytes and media type are
-// given, may be served.
+// Decide decides whether img, whose manifest is m, may be served. m may
+// be nil when the manifest is not at hand (the decision then rests on
+// signatures alone).
 //
 // The policy is chosen by img's registry and repository. Decisions are
 // cached per registry, repository, digest and policy fingerprint, for TTL
 // (admissions) or NegativeTTL (refusals and warn-mode admissions).
-// Concurrent calls for one key share one Source lookup, which runs with its
-// own timeout and is not cancelled by the caller that started it; each
-// caller returns when its own ctx is done.
+// Concurrent calls for one key share one lookup, which runs with its own
+// timeout and is not cancelled by the caller that started it; each caller
+// returns when its own ctx is done.
 //
-// A Source error is returned and never cached, except one that wraps
+// A signature artifact (see artifact.go) in a repository a policy covers
+// is admitted without signatures (ReasonSignatureArtifact). Anything else
+// needs signatures. When the Source fails on some of them, the digest is
+// still admitted if the others suffice; otherwise the error is returned
+// and nothing is cached, except for an error that wraps only
 // sigstore.ErrInvalidArtifact: that is a refusal (ReasonInvalid). When an
 // admitted digest is an index and the policy's children mode is inherit,
 // the manifests it lists are cached as admitted (ReasonParent) in the same
@@ -237,8 +238,8 @@ func (v *Verifier) CacheLen() int {
 //
 // Decisions carry the Where and Format of their Verified signatures, not
 // the signed bytes, which are not cached.
-func (v *Verifier) Decide(ctx context.Context, src Source, img Image, manifest []byte, mediaType string) (Decision, error) {
-	d, err := v.decide(ctx, src, img, manifest, mediaType)
+func (v *Verifier) Decide(ctx context.Context, src Source, img Image, m *sigstore.Manifest) (Decision, error) {
+	d, err := v.decide(ctx, src, img, m)
 	if err != nil {
 		v.failures.Add(1)
 		return Decision{}, err
@@ -247,7 +248,7 @@ func (v *Verifier) Decide(ctx context.Context, src Source, img Image, manifest [
 	return d, nil
 }
 
-func (v *Verifier) decide(ctx context.Context, src Source, img Image, manifest []byte, mediaType string) (Decision, error) {
+func (v *Verifier) decide(ctx context.Context, src Source, img Image, m *sigstore.Manifest) (Decision, error) {
 	if err := checkImage(img); err != nil {
 		return Decision{}, err
 	}
@@ -265,11 +266,11 @@ func (v *Verifier) decide(ctx context.Context, src Source, img Image, manifest [
 	} else {
 		v.misses.Add(1)
 		var err error
-		if e, err = v.shared(ctx, src, cp, img, key); err != nil {
+		if e, err = v.shared(ctx, src, cp, img, m, key); err != nil {
 			return Decision{}, err
 		}
 	}
-	v.inheritChildren(cp, img, e, manifest, mediaType)
+	v.inheritChildren(cp, img, e, m)
 	return cloneDecision(e.d), nil
 }
 
@@ -308,7 +309,7 @@ func (v *Verifier) cached(key cacheKey) (entry, bool) {
 
 // shared runs one lookup per key however many callers want it, and waits
 // for it or for ctx.
-func (v *Verifier) shared(ctx context.Context, src Source, cp *compiledPolicy, img Image, key cacheKey) (entry, error) {
+func (v *Verifier) shared(ctx context.Context, src Source, cp *compiledPolicy, img Image, m *sigstore.Manifest, key cacheKey) (entry, error) {
 	if src == nil {
 		return entry{}, errors.New("verifier: no signature source")
 	}
@@ -316,7 +317,7 @@ func (v *Verifier) shared(ctx context.Context, src Source, cp *compiledPolicy, i
 		return entry{}, fmt.Errorf("verifier: deciding %s: %w", img, err)
 	}
 	ch := v.group.DoChan(string(key[:]), func() (any, error) {
-		return v.lookup(ctx, src, cp, img, key)
+		return v.lookup(ctx, src, cp, img, m, key)
 	})
 	select {
 	case r := <-ch:
@@ -329,9 +330,9 @@ func (v *Verifier) shared(ctx context.Context, src Source, cp *compiledPolicy, i
 	}
 }
 
-// lookup reads the signatures, evaluates them and caches the result. It
-// runs detached from the caller's cancellation, bounded by lookupTimeout.
-func (v *Verifier) lookup(ctx context.Context, src Source, cp *compiledPolicy, img Image, key cacheKey) (e entry, err error) {
+// lookup decides img afresh and caches the result. It runs detached from
+// the caller's cancellation, bounded by lookupTimeout.
+func (v *Verifier) lookup(ctx context.Context, src Source, cp *compiledPolicy, img Image, m *sigstore.Manifest, key cacheKey) (e entry, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			e, err = entry{}, fmt.Errorf("verifier: reading signatures for %s: source panicked: %v", img, r)
@@ -342,16 +343,9 @@ func (v *Verifier) lookup(ctx context.Context, src Source, cp *compiledPolicy, i
 	}
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), v.lookupTimeout)
 	defer cancel()
-	v.lookups.Add(1)
-	sigs, err := src.Signatures(lctx, img.Repository, img.Digest)
-	var d Decision
-	switch {
-	case err == nil:
-		d = Evaluate(cp.policy, img, sigs)
-	case errors.Is(err, sigstore.ErrInvalidArtifact):
-		d = refuse(cp.policy, img, ReasonInvalid, err.Error())
-	default:
-		return entry{}, fmt.Errorf("verifier: reading signatures for %s: %w", img, err)
+	d, err := v.evaluate(lctx, src, cp.policy, img, m)
+	if err != nil {
+		return entry{}, err
 	}
 	ttl := v.negTTL
 	if d.Admit && !d.Warn {
@@ -362,6 +356,45 @@ func (v *Verifier) lookup(ctx context.Context, src Source, cp *compiledPolicy, i
 		v.cache.Add(key, e)
 	}
 	return e, nil
+}
+
+// evaluate reads what the decision on img needs and makes it.
+func (v *Verifier) evaluate(ctx context.Context, src Source, p *Policy, img Image, m *sigstore.Manifest) (Decision, error) {
+	if _, ok := artifactLayers(m); ok {
+		isArtifact, err := signatureArtifact(ctx, src, img.Repository, m)
+		if err != nil {
+			return Decision{}, fmt.Errorf("verifier: reading the payloads of %s: %w", img, err)
+		}
+		if isArtifact {
+			return Decision{
+				Admit:   true,
+				Reason:  ReasonSignatureArtifact,
+				Policy:  p.Name,
+				Message: oneLine(fmt.Sprintf("%s: admitted by policy %q: a signature artifact (no runnable content)", img, p.Name)),
+			}, nil
+		}
+	}
+	v.lookups.Add(1)
+	sigs, err := src.Signatures(ctx, img.Repository, img.Digest)
+	d := Evaluate(p, img, sigs)
+	switch {
+	case err == nil:
+		return d, nil
+	case d.Admit && !d.Warn:
+		// The signatures that were read suffice; the ones that could not
+		// be read could only add to them.
+		return d, nil
+	case onlyInvalid(err):
+		return refuse(p, img, ReasonInvalid, err.Error()), nil
+	default:
+		return Decision{}, fmt.Errorf("verifier: reading signatures for %s: %w", img, err)
+	}
+}
+
+// onlyInvalid reports whether err is an invalid artifact and no outage.
+func onlyInvalid(err error) bool {
+	var re *sigstore.RegistryError
+	return errors.Is(err, sigstore.ErrInvalidArtifact) && !errors.As(err, &re)
 }
 
 // trimDecision drops the signed bytes from Verified: a cache entry must
@@ -402,18 +435,19 @@ func (v *Verifier) record(img Image, d Decision) {
 // inheritChildren caches the children of an admitted index as admitted, in
 // the same repository, with the index's expiry. It runs on every admitted
 // decision of an index, cached or not, so that a child index admitted by
-// inheritance passes its own children on.
-func (v *Verifier) inheritChildren(cp *compiledPolicy, img Image, parent entry, manifest []byte, mediaType string) {
+// inheritance passes its own children on. Only a verified index passes
+// admission on: a signature artifact or a warn-mode admission does not.
+func (v *Verifier) inheritChildren(cp *compiledPolicy, img Image, parent entry, m *sigstore.Manifest) {
 	d := parent.d
 	if !d.Admit || d.Warn || (d.Reason != ReasonVerified && d.Reason != ReasonParent) {
 		return
 	}
-	if cp.policy.children() != ChildrenInherit || !v.now().Before(parent.expires) {
+	if cp.policy.children() != ChildrenInherit || !v.now().Before(parent.expires) || m == nil {
 		return
 	}
-	children, ok := indexChildren(manifest, mediaType)
-	if !ok {
-		return
+	children := m.Children()
+	if len(children) > maxInheritedChildren {
+		children = children[:maxInheritedChildren]
 	}
 	for _, child := range children {
 		childImg := Image{Registry: img.Registry, Repository: img.Repository, Digest: child}
@@ -429,58 +463,4 @@ func (v *Verifier) inheritChildren(cp *compiledPolicy, img Image, parent entry, 
 			Message: oneLine(fmt.Sprintf("%s: admitted by policy %q: listed in verified index %s", childImg, d.Policy, img.Digest)),
 		}, expires: parent.expires})
 	}
-}
-
-// maxIndexManifestBytes is the largest index whose children are read.
-const maxIndexManifestBytes = sigstore.MaxManifestSize
-
-// indexDoc is what inheritance reads of an index.
-type indexDoc struct {
-	MediaType string            `json:"mediaType"`
-	Manifests []json.RawMessage `json:"manifests"`
-	Config    json.RawMessage   `json:"config"`
-	Layers    json.RawMessage   `json:"layers"`
-}
-
-// indexChildren returns the child digests of an index. It reports false
-// for anything that is not plainly an index: another media type, bytes
-// whose own mediaType disagrees, a document that is also a manifest
-// (GHSA-qq97-vm5h-rrhg), bad JSON. Children with bad digests are skipped.
-func indexChildren(manifest []byte, mediaType string) ([]v1.Hash, bool) {
-	mt, _, _ := strings.Cut(mediaType, ";")
-	mt = strings.TrimSpace(mt)
-	if (mt != "" && !types.MediaType(mt).IsIndex()) || len(manifest) == 0 || len(manifest) > maxIndexManifestBytes {
-		return nil, false
-	}
-	var doc indexDoc
-	if err := json.Unmarshal(manifest, &doc); err != nil {
-		return nil, false
-	}
-	if mt == "" {
-		mt = doc.MediaType
-	}
-	if !types.MediaType(mt).IsIndex() {
-		return nil, false
-	}
-	if (doc.MediaType != "" && doc.MediaType != mt) || doc.Config != nil || doc.Layers != nil {
-		return nil, false
-	}
-	var out []v1.Hash
-	for _, raw := range doc.Manifests {
-		var desc struct {
-			Digest string `json:"digest"`
-		}
-		if json.Unmarshal(raw, &desc) != nil {
-			continue
-		}
-		h, err := v1.NewHash(desc.Digest)
-		if err != nil || slices.Contains(out, h) {
-			continue
-		}
-		out = append(out, h)
-		if len(out) == maxInheritedChildren {
-			break
-		}
-	}
-	return out, true
 }

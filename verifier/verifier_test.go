@@ -19,9 +19,10 @@ import (
 // fakeSource is a Source that serves fixed signatures, counts calls and can
 // block until released.
 type fakeSource struct {
-	mu   sync.Mutex
-	sigs map[string][]sigstore.Signature // repository@digest
-	errs []error                         // returned by successive calls, then nil
+	mu    sync.Mutex
+	sigs  map[string][]sigstore.Signature // repository@digest
+	blobs map[v1.Hash][]byte              // served by Blob; others are not found
+	errs  []error                         // returned by successive calls, then nil
 
 	calls    atomic.Int64
 	started  chan struct{} // closed on the first call, if set
@@ -66,6 +67,16 @@ func (f *fakeSource) Signatures(ctx context.Context, repo string, d v1.Hash) ([]
 	return f.sigs[repo+"@"+d.String()], nil
 }
 
+func (f *fakeSource) Blob(_ context.Context, _ string, d sigstore.Descriptor, limit int64) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b, ok := f.blobs[d.Digest]
+	if !ok || int64(len(b)) != d.Size || int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: blob %s not found or not as described", sigstore.ErrInvalidArtifact, d.Digest)
+	}
+	return b, nil
+}
+
 // fakeClock is a settable time source.
 type fakeClock struct {
 	mu  sync.Mutex
@@ -97,11 +108,27 @@ func newVerifier(t testing.TB, cfg Config) (*Verifier, *fakeClock) {
 
 func mustDecide(t testing.TB, v *Verifier, src Source, img Image, manifest []byte, mediaType string) Decision {
 	t.Helper()
-	d, err := v.Decide(context.Background(), src, img, manifest, mediaType)
+	d, err := v.Decide(context.Background(), src, img, parseManifest(t, manifest, mediaType))
 	if err != nil {
 		t.Fatalf("Decide(%s): %v", img, err)
 	}
 	return d
+}
+
+// parseManifest parses manifest as the proxy does before it asks the
+// verifier. A document the parser refuses is never served, so it reaches
+// the verifier as no manifest at all: nil, as for no bytes.
+func parseManifest(t testing.TB, manifest []byte, mediaType string) *sigstore.Manifest {
+	t.Helper()
+	if manifest == nil {
+		return nil
+	}
+	m, err := sigstore.ParseManifest(manifest, mediaType)
+	if err != nil {
+		t.Logf("ParseManifest refuses it: %v", err)
+		return nil
+	}
+	return m
 }
 
 // Media types the tests serve.
@@ -265,7 +292,7 @@ func TestDecideSourceErrors(t *testing.T) {
 			src := newFakeSource()
 			src.add(testRepo, img.Digest, good)
 			src.errs = []error{tt.err}
-			d, err := v.Decide(context.Background(), src, img, nil, manifestType)
+			d, err := v.Decide(context.Background(), src, img, nil)
 			if tt.wantErr {
 				if !errors.Is(err, tt.err) {
 					t.Fatalf("Decide error = %v, want it to wrap %v", err, tt.err)
@@ -304,7 +331,7 @@ func TestDecideCallerCancelDoesNotCancelLookup(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	firstErr := make(chan error, 1)
 	go func() {
-		_, err := v.Decide(ctx, src, img, nil, manifestType)
+		_, err := v.Decide(ctx, src, img, nil)
 		firstErr <- err
 	}()
 	<-src.started
@@ -314,7 +341,7 @@ func TestDecideCallerCancelDoesNotCancelLookup(t *testing.T) {
 	}
 	second := make(chan result, 1)
 	go func() {
-		d, err := v.Decide(context.Background(), src, img, nil, manifestType)
+		d, err := v.Decide(context.Background(), src, img, nil)
 		second <- result{d, err}
 	}()
 
@@ -345,7 +372,7 @@ func TestDecideLookupTimeout(t *testing.T) {
 	v, _ := newVerifier(t, Config{Policies: []*Policy{testPolicy(key)}, LookupTimeout: 20 * time.Millisecond})
 	src := newFakeSource()
 	src.release = make(chan struct{}) // never closed: only the timeout ends the call
-	_, err := v.Decide(context.Background(), src, testImage("app"), nil, manifestType)
+	_, err := v.Decide(context.Background(), src, testImage("app"), nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Decide error = %v, want DeadlineExceeded", err)
 	}
@@ -357,6 +384,10 @@ func TestDecideLookupTimeout(t *testing.T) {
 type panicSource struct{}
 
 func (panicSource) Signatures(context.Context, string, v1.Hash) ([]sigstore.Signature, error) {
+	panic("source bug")
+}
+
+func (panicSource) Blob(context.Context, string, sigstore.Descriptor, int64) ([]byte, error) {
 	panic("source bug")
 }
 
@@ -377,7 +408,7 @@ func TestDecideBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := v.Decide(context.Background(), tt.src, tt.img, nil, manifestType)
+			_, err := v.Decide(context.Background(), tt.src, tt.img, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Decide error = %v, want %q", err, tt.want)
 			}
@@ -595,18 +626,28 @@ func TestInheritedChildExpiresWithParent(t *testing.T) {
 	}
 }
 
+// TestIndexChildrenCap: an index passes admission on to at most
+// maxInheritedChildren children, each listed once.
 func TestIndexChildrenCap(t *testing.T) {
+	key := newEd25519(t)
+	v, _ := newVerifier(t, Config{Policies: []*Policy{testPolicy(key)}})
 	children := make([]v1.Hash, maxInheritedChildren+10)
 	for i := range children {
 		children[i] = digestOf(fmt.Sprint(i))
 	}
-	got, ok := indexChildren(index(ociIndexMediaType, append(children, children[0])...), ociIndexMediaType)
-	if !ok || len(got) != maxInheritedChildren {
-		t.Fatalf("indexChildren = %d children, %v; want %d", len(got), ok, maxInheritedChildren)
+	body := index(ociIndexMediaType, append(children, children[0])...)
+	parent := Image{Registry: testRegistry, Repository: testRepo, Digest: digestOf(string(body))}
+	src := newFakeSource()
+	src.add(testRepo, parent.Digest, simpleSig(t, key, testRef, parent.Digest, nil))
+	mustAdmit(t, v, src, parent, body, ociIndexMediaType)
+	at := func(i int) Image { return Image{Registry: testRegistry, Repository: testRepo, Digest: children[i]} }
+	if d := mustDecide(t, v, src, at(0), nil, manifestType); d.Reason != ReasonParent {
+		t.Errorf("first child: %s, want inherited", d.Reason)
 	}
-	bad := []byte(`{"manifests":[{"digest":"sha256:ABC"},{"digest":"md5:00"},{"digest":7},{"digest":"` + children[0].String() + `"}]}`)
-	got, ok = indexChildren(bad, ociIndexMediaType)
-	if !ok || len(got) != 1 || got[0] != children[0] {
-		t.Fatalf("indexChildren kept %v, want only the valid digest", got)
+	if d := mustDecide(t, v, src, at(maxInheritedChildren-1), nil, manifestType); d.Reason != ReasonParent {
+		t.Errorf("last child under the cap: %s, want inherited", d.Reason)
+	}
+	if d := mustDecide(t, v, src, at(maxInheritedChildren), nil, manifestType); d.Admit {
+		t.Errorf("child past the cap admitted: %s", d.Message)
 	}
 }

@@ -1,0 +1,206 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/cosign-dev/cosign/sigstore"
+	"github.com/cosign-dev/cosign/verifier"
+)
+
+// The blob gate. A registry serves any content as a blob, manifests
+// included, and a descriptor's urls may send a client to
+// /v2/<repo>/blobs/<digest> for a manifest. So a blob whose bytes a client
+// could take for a manifest (sigstore.LooksLikeManifest) is served only
+// when that digest is admitted in that repository, as if it had been
+// pulled as a manifest; otherwise 403 DENIED. Everything else streams
+// untouched: the gate peeks at the first bytes and reads a blob whole only
+// when it starts like a JSON object (configs, payloads: small), so a layer
+// costs one buffered read of its first bytes.
+
+// blobPeek is how many bytes of a blob are looked at for its first
+// non-space byte.
+const blobPeek = 512
+
+// blobCheck is what the gate needs of a blob request, carried on its
+// context from handleBlob to gateBlob.
+type blobCheck struct {
+	t       target
+	digest  v1.Hash
+	auth    string
+	checked bool // the whole blob was classified before the request
+}
+
+type blobCheckKey struct{}
+
+// gateBlob is the pass-through's ModifyResponse: it inspects the body of a
+// successful blob GET.
+func (s *Server) gateBlob(resp *http.Response) error {
+	bc, ok := resp.Request.Context().Value(blobCheckKey{}).(*blobCheck)
+	if !ok || bc.checked || resp.Request.Method != http.MethodGet {
+		return nil
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
+		return nil
+	}
+	br := bufio.NewReaderSize(resp.Body, blobPeek)
+	head, err := br.Peek(blobPeek)
+	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+		return err
+	}
+	resp.Body = readCloser{br, resp.Body}
+	if !startsLikeJSON(head, len(head) < blobPeek) {
+		return nil
+	}
+	ctx := resp.Request.Context()
+	if resp.StatusCode == http.StatusPartialContent {
+		// A part of a JSON blob: judge the whole.
+		return s.checkWholeBlob(ctx, bc)
+	}
+	body, l, err := s.readManifest(resp)
+	defer l.release()
+	if err != nil {
+		if e, ok := err.(*Error); ok && e.Code == CodeManifestInvalid {
+			return &Error{Status: http.StatusForbidden, Code: CodeDenied,
+				Message: fmt.Sprintf("%s/%s@%s: refused: a blob that starts like JSON and is over 4 MiB cannot be checked for being a manifest",
+					bc.t.up.registry, bc.t.repo, bc.digest)}
+		}
+		return err
+	}
+	if err := s.admitBlob(ctx, bc, body); err != nil {
+		return err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}
+
+// checkWholeBlob fetches a blob whole, at most 4 MiB, and admits it as
+// admitBlob does; a blob that does not start like JSON, or is larger, is
+// no manifest and passes (its range is then served as it comes).
+func (s *Server) checkWholeBlob(ctx context.Context, bc *blobCheck) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.UpstreamTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "", nil)
+	if err != nil {
+		return err
+	}
+	req.URL = bc.t.up.blobURL(bc.t.repo, bc.digest.String())
+	req.Host = req.URL.Host
+	if bc.auth != "" {
+		req.Header.Set("Authorization", bc.auth)
+	}
+	resp, err := bc.t.up.client.Do(req)
+	if err != nil {
+		return s.fetchError(bc.t, bc.t.up.registry+"/"+bc.t.repo+"@"+bc.digest.String(), err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil // the ranged request gets upstream's own answer
+	}
+	br := bufio.NewReaderSize(resp.Body, blobPeek)
+	head, _ := br.Peek(blobPeek)
+	if !startsLikeJSON(head, len(head) < blobPeek) {
+		return nil
+	}
+	resp.Body = readCloser{br, resp.Body}
+	body, l, err := s.readManifest(resp)
+	defer l.release()
+	if err != nil {
+		if e, ok := err.(*Error); ok && e.Code == CodeManifestInvalid {
+			return &Error{Status: http.StatusForbidden, Code: CodeDenied,
+				Message: fmt.Sprintf("%s/%s@%s: refused: a blob that starts like JSON and is over 4 MiB cannot be checked for being a manifest",
+					bc.t.up.registry, bc.t.repo, bc.digest)}
+		}
+		return err
+	}
+	return s.admitBlob(ctx, bc, body)
+}
+
+// admitBlob lets body through unless a client could take it for a
+// manifest that is not admitted in the repository.
+func (s *Server) admitBlob(ctx context.Context, bc *blobCheck, body []byte) error {
+	if !sigstore.LooksLikeManifest(body) {
+		return nil
+	}
+	img := verifier.Image{Registry: bc.t.up.registry, Repository: bc.t.repo, Digest: bc.digest}
+	sum := sha256.Sum256(body)
+	if bc.digest.Algorithm != "sha256" || bc.digest.Hex != hex.EncodeToString(sum[:]) {
+		return &Error{Status: http.StatusForbidden, Code: CodeDenied,
+			Message: img.String() + ": refused: a blob whose bytes are a manifest must be sha256 and match its digest"}
+	}
+	doc, err := sigstore.ParseManifest(body, "")
+	if err != nil {
+		doc = nil // decided on signatures alone
+	}
+	d, err := s.verifier.Decide(ctx, bc.t.up.source(bc.auth), img, doc)
+	if err != nil {
+		return s.lookupError(ctx, img, err)
+	}
+	if !d.Admit {
+		return &Error{Status: http.StatusForbidden, Code: CodeDenied,
+			Message: d.Message + " (served as a blob, these bytes are a manifest)"}
+	}
+	return nil
+}
+
+// startsLikeJSON reports whether the first non-space byte of head is '{'.
+// A head that is all space and not the whole blob starts like anything.
+func startsLikeJSON(head []byte, whole bool) bool {
+	t := bytes.TrimLeft(head, " \t\r\n")
+	if len(t) == 0 {
+		return !whole
+	}
+	return t[0] == '{'
+}
+
+// rangeStart is the first byte a Range header asks for: 0 for none, -1
+// for a suffix range (the last N bytes) or anything else it cannot read.
+func rangeStart(h string) int64 {
+	if h == "" {
+		return 0
+	}
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok {
+		return -1
+	}
+	first, _, _ := strings.Cut(spec, ",")
+	from, _, _ := strings.Cut(strings.TrimSpace(first), "-")
+	n, err := strconv.ParseInt(from, 10, 64)
+	if err != nil || n < 0 {
+		return -1
+	}
+	return n
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// blobTransport sends pass-through requests upstream. Blob requests follow
+// upstream redirects themselves (dropping credentials off the upstream's
+// origin), so that a blob reaches the client only through the gate; every
+// other request is sent as it is.
+type blobTransport struct{ up *upstream }
+
+// RoundTrip implements http.RoundTripper.
+func (t blobTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if _, ok := req.Context().Value(blobCheckKey{}).(*blobCheck); ok {
+		req = req.Clone(req.Context())
+		req.RequestURI = ""
+		return t.up.client.Do(req)
+	}
+	return t.up.transport.RoundTrip(req)
+}

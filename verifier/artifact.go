@@ -1,0 +1,124 @@
+package verifier
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/cosign-dev/cosign/sigstore"
+)
+
+// Signature artifacts: the .sig manifests, bundle referrers and referrers
+// indexes that carry signatures are pulled through the proxy too (cosign
+// verify does), and nobody signs them. They are admitted without
+// signatures of their own only when no client could be led from them to
+// runnable content:
+//
+//   - no descriptor in them carries urls (a client may fetch the content
+//     from there, around the proxy);
+//   - an index is an OCI index whose entries are all OCI image manifests
+//     declaring a signature artifactType, with no platform (a client picks
+//     children to run by platform);
+//   - an image manifest is an OCI or Docker schema 2 manifest whose layers
+//     (1 to sigstore.MaxSignatures) all declare a signature media type and
+//     whose blobs, read and checked against their descriptors, are JSON
+//     objects: a media type is only a label.
+//
+// A child of an index admitted this way inherits nothing: it is decided on
+// its own when pulled.
+
+// signatureMediaTypes are the layer media types and artifact types of
+// signature artifacts.
+var signatureMediaTypes = map[string]bool{
+	sigstore.SimpleSigningMediaType: true,
+	sigstore.BundleMediaType:        true,
+}
+
+// maxArtifactFetches bounds the concurrent blob reads of one check.
+const maxArtifactFetches = 8
+
+// artifactLayers reports whether m has the shape of a signature artifact,
+// and returns the layers whose blobs must still be read.
+func artifactLayers(m *sigstore.Manifest) ([]sigstore.Descriptor, bool) {
+	if m == nil {
+		return nil, false
+	}
+	for _, d := range m.Descriptors() {
+		if d.URLs != nil {
+			return nil, false
+		}
+	}
+	switch m.Kind {
+	case sigstore.KindIndex:
+		if m.MediaType != string(types.OCIImageIndex) || len(m.Manifests) == 0 {
+			return nil, false
+		}
+		for _, d := range m.Manifests {
+			if d.MediaType != string(types.OCIManifestSchema1) || !signatureMediaTypes[d.ArtifactType] || d.Platform != nil {
+				return nil, false
+			}
+		}
+		return nil, true
+	case sigstore.KindImage:
+		if m.MediaType != string(types.OCIManifestSchema1) && m.MediaType != string(types.DockerManifestSchema2) {
+			return nil, false
+		}
+		if len(m.Layers) == 0 || len(m.Layers) > sigstore.MaxSignatures {
+			return nil, false
+		}
+		for _, l := range m.Layers {
+			if !signatureMediaTypes[l.MediaType] || l.Size > sigstore.MaxPayloadSize {
+				return nil, false
+			}
+		}
+		return m.Layers, true
+	}
+	return nil, false
+}
+
+// signatureArtifact reports whether m is a signature artifact, reading its
+// layer blobs through src. An error means a blob could not be read
+// (upstream failure): no decision can be made.
+func signatureArtifact(ctx context.Context, src Source, repo string, m *sigstore.Manifest) (bool, error) {
+	layers, ok := artifactLayers(m)
+	if !ok || len(layers) == 0 {
+		return ok, nil
+	}
+	errs := make([]error, len(layers))
+	sem := make(chan struct{}, maxArtifactFetches)
+	var wg sync.WaitGroup
+	for i, l := range layers {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			b, err := src.Blob(ctx, repo, l, sigstore.MaxPayloadSize)
+			if err == nil && !isJSONObject(b) {
+				err = fmt.Errorf("%w: layer %d is not a JSON object", sigstore.ErrInvalidArtifact, i)
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	ok = true
+	for _, err := range errs {
+		switch {
+		case err == nil:
+		case errors.Is(err, sigstore.ErrInvalidArtifact):
+			ok = false
+		default:
+			return false, err
+		}
+	}
+	return ok, nil
+}
+
+// isJSONObject reports whether b is one valid JSON object.
+func isJSONObject(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}
