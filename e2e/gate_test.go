@@ -298,12 +298,14 @@ func TestGateCredentialsStayWithTheirUpstream(t *testing.T) {
 	byPrefix := push(otherRegistry, B, "prod/one")
 	byNS := push(otherRegistry, B, "prod/two")
 
-	p := startProxy(t, l.bin, l.sh.Dir, fmt.Sprintf(`listen: "%%[1]s"
+	// extraA and extraB are added to the upstreams' entries.
+	config := func(extraA, extraB string) string {
+		return fmt.Sprintf(`listen: "%%[1]s"
 upstreams:
   - registry: %[1]s
-    url: http://%[1]s
+    url: http://%[1]s%[4]s
   - registry: %[2]s
-    url: http://%[2]s
+    url: http://%[2]s%[5]s
 defaultUpstream: %[1]s
 policies:
   - name: prod-default
@@ -313,13 +315,15 @@ policies:
     match: ["%[2]s/prod/**", "%[2]s/private/**"]
     keys: [%[3]s]
 defaultPolicy: deny
-`, A, B, l.trusted.pub))
+`, A, B, l.trusted.pub, extraA, extraB)
+	}
+	p := startProxy(t, l.bin, l.sh.Dir, config("", ""))
 	for _, f := range []*upstreamFront{def, other, elsewhere} {
 		f.reset()
 	}
 
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:issued-for-"+A))
-	ask := func(method, u string, want int) {
+	ask := func(t *testing.T, method, u string, want int) {
 		t.Helper()
 		a := send(t, method, u, "Authorization", auth, "Accept", manifestAccept)
 		if want != 0 && a.status != want {
@@ -339,16 +343,16 @@ defaultPolicy: deny
 	}
 	for _, f := range forms {
 		base := "http://" + p.addr + "/v2/" + f.prefix
-		ask(http.MethodGet, base+f.img.repo+"/manifests/v1"+f.query, http.StatusOK)
-		ask(http.MethodHead, base+f.img.repo+"/manifests/v1"+f.query, http.StatusOK)
-		ask(http.MethodGet, base+f.img.repo+"/manifests/"+f.img.digest.String()+f.query, http.StatusOK)
-		ask(http.MethodGet, base+f.img.repo+"/blobs/"+f.img.layer+f.query, http.StatusOK)
-		ask(http.MethodGet, base+f.img.repo+"/tags/list"+f.query, http.StatusOK)
-		ask(http.MethodGet, base+f.img.repo+"/referrers/"+f.img.digest.String()+f.query, 0)
-		ask(http.MethodGet, base+"private/app/manifests/v1"+f.query, http.StatusUnauthorized)
-		ask(http.MethodGet, base+"private/app/blobs/"+f.img.layer+f.query, http.StatusUnauthorized)
+		ask(t, http.MethodGet, base+f.img.repo+"/manifests/v1"+f.query, http.StatusOK)
+		ask(t, http.MethodHead, base+f.img.repo+"/manifests/v1"+f.query, http.StatusOK)
+		ask(t, http.MethodGet, base+f.img.repo+"/manifests/"+f.img.digest.String()+f.query, http.StatusOK)
+		ask(t, http.MethodGet, base+f.img.repo+"/blobs/"+f.img.layer+f.query, http.StatusOK)
+		ask(t, http.MethodGet, base+f.img.repo+"/tags/list"+f.query, http.StatusOK)
+		ask(t, http.MethodGet, base+f.img.repo+"/referrers/"+f.img.digest.String()+f.query, 0)
+		ask(t, http.MethodGet, base+"private/app/manifests/v1"+f.query, http.StatusUnauthorized)
+		ask(t, http.MethodGet, base+"private/app/blobs/"+f.img.layer+f.query, http.StatusUnauthorized)
 	}
-	ask(http.MethodGet, "http://"+p.addr+"/v2/?ns="+B, 0)
+	ask(t, http.MethodGet, "http://"+p.addr+"/v2/?ns="+B, 0)
 
 	t.Run("other upstream never sees the credentials", func(t *testing.T) {
 		seen := other.requests()
@@ -372,7 +376,7 @@ defaultPolicy: deny
 	})
 
 	t.Run("redirect target never sees the credentials", func(t *testing.T) {
-		ask(http.MethodGet, "http://"+p.addr+"/v2/"+redirected.repo+"/manifests/v1", http.StatusOK)
+		ask(t, http.MethodGet, "http://"+p.addr+"/v2/"+redirected.repo+"/manifests/v1", http.StatusOK)
 		seen := elsewhere.requests()
 		if !sawPath(seen, "/v2/"+redirected.repo+"/manifests/v1") {
 			t.Fatalf("the redirect target never received the manifest request; it saw:\n%s", listRequests(seen))
@@ -385,15 +389,40 @@ defaultPolicy: deny
 	// Control: the default upstream, for which the client holds these
 	// credentials, still gets them (an upstream that needs them works).
 	t.Run("default upstream gets the credentials", func(t *testing.T) {
-		ask(http.MethodGet, "http://"+p.addr+"/v2/"+app.repo+"/manifests/v1", http.StatusOK)
+		ask(t, http.MethodGet, "http://"+p.addr+"/v2/"+app.repo+"/manifests/v1", http.StatusOK)
 		want := "/v2/" + app.repo + "/manifests/v1"
-		for _, r := range def.requests() {
-			if r.URI == want && r.Authorization == auth {
-				return
-			}
+		if sawWithAuth(def.requests(), want, auth) {
+			return
 		}
 		t.Errorf("default upstream %s never received GET %s with the client's credentials; it saw:\n%s", A, want, listRequests(def.requests()))
 	})
+
+	// The per-upstream switch turns both around.
+	t.Run("forwardCredentials decides per upstream", func(t *testing.T) {
+		p := startProxy(t, l.bin, l.sh.Dir, config("\n    forwardCredentials: false", "\n    forwardCredentials: true"))
+		def.reset()
+		other.reset()
+		ask(t, http.MethodGet, "http://"+p.addr+"/v2/"+B+"/"+byPrefix.repo+"/manifests/v1", http.StatusOK)
+		ask(t, http.MethodGet, "http://"+p.addr+"/v2/"+app.repo+"/manifests/v1", http.StatusOK)
+		want := "/v2/" + byPrefix.repo + "/manifests/v1"
+		if !sawWithAuth(other.requests(), want, auth) {
+			t.Errorf("upstream %s (forwardCredentials: true) never received GET %s with the client's credentials; it saw:\n%s",
+				B, want, listRequests(other.requests()))
+		}
+		if leaks := withAuthorization(def.requests()); len(leaks) > 0 {
+			t.Errorf("default upstream %s (forwardCredentials: false) received the client's credentials:\n%s", A, listRequests(leaks))
+		}
+	})
+}
+
+// sawWithAuth reports whether a request for exactly uri carried auth.
+func sawWithAuth(seen []recordedRequest, uri, auth string) bool {
+	for _, r := range seen {
+		if r.URI == uri && r.Authorization == auth {
+			return true
+		}
+	}
+	return false
 }
 
 // firstLayer returns the digest of the first layer of an image manifest.
