@@ -204,7 +204,7 @@ func TestVerifyRefusalsAreTellable(t *testing.T) {
 		{"wrong key", []string{"-key", otherPub, signed + ":v1"}, "none of 1 signatures was made by this key"},
 		{"payload for another digest", []string{"-key", pub, mismatched + ":v1"}, "digest mismatch: signature is for " + otherDigest.String() + ", image is sha256:"},
 		{"missing annotation", []string{"-key", pub, "-a", "env=dev", signed + ":v1"}, `annotation mismatch (signature "sha256-`},
-		{"missing annotation names value and image", []string{"-key", pub, "-a", "env=dev", signed + ":v1"}, `annotation "env" is "prod" (policy requires "dev")) for ` + signed + "@sha256:"},
+		{"missing annotation names value and image", []string{"-key", pub, "-a", "env=dev", signed + ":v1"}, `annotation "env" is "prod" (required by -a: "dev")) for ` + signed + "@sha256:"},
 		{"unknown image", []string{"-key", pub, reg + "/nope:v1"}, "image not found: " + reg + "/nope:v1"},
 		{"unknown tag", []string{"-key", pub, signed + ":v9"}, "image not found"},
 		{"unreachable registry", []string{"-key", pub, closed + "/x:v1"}, "registry unreachable: " + closed},
@@ -558,9 +558,13 @@ func TestCommandLineErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, stderr, code := run(t, nil, "", tt.args...)
-			if code != tt.wantCode || !strings.Contains(stderr, tt.want) {
-				t.Errorf("exit %d, stderr %q; want %d and %q", code, stderr, tt.wantCode, tt.want)
+			stdout, stderr, code := run(t, nil, "", tt.args...)
+			out := stderr
+			if tt.wantCode == 0 {
+				out = stdout // help goes to stdout
+			}
+			if code != tt.wantCode || !strings.Contains(out, tt.want) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", code, stdout, stderr, tt.wantCode, tt.want)
 			}
 		})
 	}

@@ -25,22 +25,34 @@ type downloaded struct {
 }
 
 func runDownload(ctx context.Context, c *cli, args []string) error {
-	fs := newFlagSet("download", "IMAGE",
+	fs := newFlagSet("download", "[signature] IMAGE",
 		"Print every signature stored for the digest IMAGE resolves to, one JSON object per line:\n"+
 			`  {"Base64Signature":"...","Payload":"<base64 payload>"}`+"\n"+
 			"Bundles (cosign v3's format) add PayloadType and the raw Bundle; malformed artifacts add Error.\n"+
+			"'cosign download signature IMAGE' (sigstore cosign's spelling) is the same.\n"+
 			"For the simple-signing format, Payload decodes to exactly the signed bytes:\n"+
 			"  cosign download IMAGE | head -1 | jq -r .Payload | base64 -d > payload\n"+
 			"  cosign download IMAGE | head -1 | jq -r .Base64Signature | base64 -d > sig\n"+
 			"  openssl pkeyutl -verify -pubin -inkey cosign.pub -rawin -in payload -sigfile sig",
-		c.stderr)
+		c.stdout)
+	fs.yes()
+	output := c.outputFile(fs)
 	var reg registryFlags
-	reg.register(fs)
-	image, err := oneImage(fs, args)
+	reg.register(fs.FlagSet)
+	pos, err := fs.parse(args)
 	if err != nil {
 		return err
 	}
-	d, _, err := reg.resolveImage(ctx, image)
+	if len(pos) == 2 && pos[0] == "signature" {
+		pos = pos[1:]
+	}
+	if len(pos) != 1 {
+		return usagef("expected one image reference (or 'signature IMAGE'), got %d arguments", len(pos))
+	}
+	if err := output(); err != nil {
+		return err
+	}
+	d, _, err := reg.resolveImage(ctx, pos[0])
 	if err != nil {
 		return err
 	}

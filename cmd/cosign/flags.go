@@ -12,26 +12,85 @@ import (
 	"strings"
 )
 
-// errUsage marks a command line that cannot be parsed; main exits 2 on it.
+// errUsage marks a command line that cannot be parsed; main exits 2 on it
+// and adds a hint to the command's help.
 var errUsage = errors.New("usage")
+
+// usageError is a wrong command line: one line saying what is wrong.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// Is makes every usageError match errUsage.
+func (e *usageError) Is(target error) bool { return target == errUsage }
+
+// usagef returns a usageError.
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Sprintf(format, args...)}
+}
 
 // maxInputSize caps what is read from a signature, payload or key file, or
 // from stdin: all of them are a few hundred bytes in practice.
 const maxInputSize = 1 << 20
 
-// newFlagSet returns a flag set that reports errors instead of exiting and
-// prints its usage (a one-line synopsis, a description, the flags) to w.
-func newFlagSet(name, synopsis, description string, w io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(w)
-	fs.Usage = func() {
+// flagSet is a command's flags and its help, which -h prints to stdout.
+type flagSet struct {
+	*flag.FlagSet
+	help func()
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting or
+// printing, and whose help (a one-line synopsis, a description, the flags)
+// -h prints to w.
+func newFlagSet(name, synopsis, description string, w io.Writer) *flagSet {
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.help = func() {
 		fmt.Fprintf(w, "Usage: cosign %s %s\n\n%s\n", name, synopsis, description)
-		if hasFlags(fs) {
+		if hasFlags(fs.FlagSet) {
 			fmt.Fprintf(w, "\nFlags (-flag and --flag are the same; flags may follow the image):\n")
+			fs.SetOutput(w)
 			fs.PrintDefaults()
+			fs.SetOutput(io.Discard)
 		}
 	}
 	return fs
+}
+
+// parse parses args (see parseArgs) and returns the positional arguments.
+// -h prints the help and returns flag.ErrHelp; other errors are usage errors.
+func (fs *flagSet) parse(args []string) ([]string, error) {
+	pos, err := parseArgs(fs.FlagSet, args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.help()
+		return nil, err
+	case err != nil:
+		return nil, usagef("%v", err)
+	}
+	return pos, nil
+}
+
+// noArgs parses args for a command that takes no positional arguments.
+func (fs *flagSet) noArgs(args []string) error {
+	pos, err := fs.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usagef("%s takes no arguments, got %s", fs.Name(), strings.Join(pos, " "))
+	}
+	return nil
+}
+
+// yes registers -y/--yes, which sigstore cosign uses to skip its
+// confirmation prompts. Nothing here asks for confirmation: it is accepted
+// and does nothing.
+func (fs *flagSet) yes() {
+	y := new(bool)
+	fs.BoolVar(y, "yes", false, "accepted for sigstore cosign compatibility; nothing asks for confirmation")
+	fs.BoolVar(y, "y", false, "same as --yes")
 }
 
 func hasFlags(fs *flag.FlagSet) bool {
@@ -92,14 +151,13 @@ func takesValue(fs *flag.FlagSet, arg string) bool {
 }
 
 // oneImage parses args and returns the single positional argument, the image.
-func oneImage(fs *flag.FlagSet, args []string) (string, error) {
-	pos, err := parseArgs(fs, args)
+func oneImage(fs *flagSet, args []string) (string, error) {
+	pos, err := fs.parse(args)
 	if err != nil {
-		return "", parseErr(err)
+		return "", err
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return "", fmt.Errorf("%w: expected one image reference, got %d arguments", errUsage, len(pos))
+		return "", usagef("expected one image reference, got %d arguments", len(pos))
 	}
 	return pos[0], nil
 }
@@ -189,4 +247,23 @@ func decodeSignature(b []byte) ([]byte, error) {
 		return dec, nil
 	}
 	return b, nil
+}
+
+// outputFile registers --output-file (sigstore cosign's spelling) on fs. The
+// returned function, called after parsing, sends what the command prints
+// on stdout to that file instead; main closes it.
+func (c *cli) outputFile(fs *flagSet) func() error {
+	path := fs.String("output-file", "", "write what would go to stdout to this file instead")
+	return func() error {
+		if *path == "" {
+			return nil
+		}
+		f, err := os.OpenFile(*path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return fmt.Errorf("--output-file: %w", err)
+		}
+		c.stdout = f
+		c.closeOutput = f.Close
+		return nil
+	}
 }

@@ -15,13 +15,17 @@ func runGenerate(ctx context.Context, c *cli, args []string) error {
 			"Ed25519 from a file (OpenSSL 3.0 cannot sign Ed25519 from a pipe):\n"+
 			"  cosign generate IMAGE > payload.json\n"+
 			"  openssl pkeyutl -sign -inkey key.pem -rawin -in payload.json | cosign upload -signature - IMAGE",
-		c.stderr)
+		c.stdout)
 	ann := annotations{}
 	fs.Var(ann, "a", "annotation `key=value` to include (repeatable)")
 	var reg registryFlags
-	reg.register(fs)
+	output := c.outputFile(fs)
+	reg.register(fs.FlagSet)
 	image, err := oneImage(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := output(); err != nil {
 		return err
 	}
 	d, desc, err := reg.resolveImage(ctx, image)

@@ -13,17 +13,17 @@ func runGenerateKeyPair(_ context.Context, c *cli, args []string) error {
 	fs := newFlagSet("generate-key-pair", "[--output-key-prefix PREFIX] [--force]",
 		"Write a new Ed25519 key pair: PREFIX.key, the private key (mode 0600), and PREFIX.pub,\n"+
 			"the PKIX public key. The password comes from COSIGN_PASSWORD when it is set (even empty),\n"+
-			"else from a prompt when stdin is a terminal, else it is empty. An empty password writes\n"+
-			"a plain PKCS#8 PEM key; any other encrypts it in cosign's format (scrypt + secretbox).",
-		c.stderr)
+			"else from a prompt (asked twice) when stdin is a terminal, else from stdin, as in\n"+
+			"'echo pw | cosign generate-key-pair' (one trailing newline is dropped; empty stdin is\n"+
+			"refused). A password encrypts the key in cosign's format (scrypt + secretbox); the empty\n"+
+			"password (COSIGN_PASSWORD= or empty answers at the prompt) writes a plain PKCS#8 PEM key.\n"+
+			"Whether the key written is encrypted is always said on stderr.",
+		c.stdout)
 	prefix := fs.String("output-key-prefix", "cosign", "file name prefix of the key pair")
 	force := fs.Bool("force", false, "overwrite existing key files")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return parseErr(err)
-	}
-	if len(pos) != 0 {
-		return fmt.Errorf("%w: generate-key-pair takes no arguments, got %q", errUsage, pos)
+	fs.yes()
+	if err := fs.noArgs(args); err != nil {
+		return err
 	}
 	privPath, pubPath := *prefix+".key", *prefix+".pub"
 	if !*force {
@@ -47,7 +47,12 @@ func runGenerateKeyPair(_ context.Context, c *cli, args []string) error {
 	if err := writeKeyFile(pubPath, pubPEM, 0o644, *force); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.stderr, "Private key written to %s\nPublic key written to %s\n", privPath, pubPath)
+	if len(password) > 0 {
+		fmt.Fprintf(c.stderr, "Private key written to %s, encrypted with the password\n", privPath)
+	} else {
+		fmt.Fprintf(c.stderr, "Private key written to %s, NOT encrypted (the password is empty): anyone who can read the file can sign\n", privPath)
+	}
+	fmt.Fprintf(c.stderr, "Public key written to %s\n", pubPath)
 	return nil
 }
 

@@ -21,15 +21,11 @@ func runProxy(ctx context.Context, c *cli, args []string) error {
 			"Without it, run the embedded demo: an in-process upstream registry holding a signed and an\n"+
 			"unsigned image, behind the proxy, with the pull commands to try (no network needed).\n"+
 			"Stops on SIGINT or SIGTERM.",
-		c.stderr)
+		c.stdout)
 	configPath := fs.String("config", "", "proxy configuration file (YAML)")
 	listen := fs.String("listen", "", "address to listen on (default: the config's, or "+demoListen+" for the demo)")
-	pos, err := parseArgs(fs, args)
-	if err != nil {
-		return parseErr(err)
-	}
-	if len(pos) != 0 {
-		return fmt.Errorf("%w: proxy takes no arguments, got %q", errUsage, pos)
+	if err := fs.noArgs(args); err != nil {
+		return err
 	}
 	if *configPath == "" {
 		return c.runDemo(ctx, *listen)

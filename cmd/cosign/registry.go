@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -41,8 +42,18 @@ func (r *registryFlags) register(fs *flag.FlagSet) {
 
 // parseReference parses an image reference ("host/repo:tag", "host/repo@sha256:...").
 func (r *registryFlags) parseReference(s string) (name.Reference, error) {
+	if scheme, rest, ok := strings.Cut(s, "://"); ok && (scheme == "http" || scheme == "https") {
+		hint := ""
+		if scheme == "http" {
+			hint = " and add --allow-insecure-registry for a registry over plain HTTP (loopback registries need none)"
+		}
+		return nil, fmt.Errorf("image reference %q has a URL scheme: write %s%s", s, rest, hint)
+	}
 	ref, err := name.ParseReference(s)
 	if err != nil {
+		if repo := repositoryPart(s); repo != strings.ToLower(repo) {
+			return nil, fmt.Errorf("parsing image reference %q: repository names must be lower case (%s)", s, strings.ToLower(repo))
+		}
 		return nil, fmt.Errorf("parsing image reference %q: %w", s, err)
 	}
 	if r.insecure || isLoopback(ref.Context().RegistryStr()) {
@@ -51,6 +62,20 @@ func (r *registryFlags) parseReference(s string) (name.Reference, error) {
 		}
 	}
 	return ref, nil
+}
+
+// repositoryPart is the repository of an image reference as written: without
+// the registry host (a first component with a dot or colon, or localhost),
+// the tag and the digest.
+func repositoryPart(s string) string {
+	s, _, _ = strings.Cut(s, "@")
+	if host, rest, ok := strings.Cut(s, "/"); ok && (strings.ContainsAny(host, ".:") || host == "localhost") {
+		s = rest
+	}
+	if i := strings.LastIndex(s, ":"); i > strings.LastIndex(s, "/") {
+		s = s[:i]
+	}
+	return s
 }
 
 // isLoopback reports whether a registry host[:port] is on this machine.
@@ -108,6 +133,62 @@ func (r *registryFlags) resolveImage(ctx context.Context, image string) (name.Di
 	return r.resolve(ctx, ref)
 }
 
+// platformManifests lists the manifests an index (desc, at d) holds, and
+// those of the indexes it holds, for --recursive; an image has none.
+func (r *registryFlags) platformManifests(ctx context.Context, d name.Digest, desc v1.Descriptor) ([]v1.Descriptor, error) {
+	if !desc.MediaType.IsIndex() {
+		return nil, nil
+	}
+	var out []v1.Descriptor
+	seen := map[v1.Hash]bool{desc.Digest: true}
+	var walk func(d name.Digest, depth int) error
+	walk = func(d name.Digest, depth int) error {
+		if depth > maxIndexDepth {
+			return fmt.Errorf("%s: indexes nested more than %d deep", d, maxIndexDepth)
+		}
+		got, err := remote.Get(d, r.remoteOptions(ctx)...)
+		if err != nil {
+			return registryFailure(d.String(), err)
+		}
+		idx, err := got.ImageIndex()
+		if err != nil {
+			return fmt.Errorf("reading index %s: %w", d, err)
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return fmt.Errorf("reading index %s: %w", d, err)
+		}
+		for _, m := range im.Manifests {
+			if seen[m.Digest] || !(m.MediaType.IsImage() || m.MediaType.IsIndex()) {
+				continue
+			}
+			seen[m.Digest] = true
+			out = append(out, m)
+			if m.MediaType.IsIndex() {
+				if err := walk(d.Context().Digest(m.Digest.String()), depth+1); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	if err := walk(d, 1); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// maxIndexDepth bounds how deep --recursive follows nested indexes.
+const maxIndexDepth = 4
+
+// platform names a manifest's platform ("linux/arm64/v8"), or "".
+func platform(desc v1.Descriptor) string {
+	if desc.Platform == nil {
+		return ""
+	}
+	return desc.Platform.String()
+}
+
 // signatures reads every signature stored for d, in both formats.
 func (r *registryFlags) signatures(ctx context.Context, d name.Digest) ([]sigstore.Signature, error) {
 	f, err := sigstore.FetcherFor(ctx, d.Context(), authn.DefaultKeychain, r.transport())
@@ -135,27 +216,118 @@ var (
 	errDenied      = errors.New("access denied")
 )
 
-// registryFailure classifies an error from a registry call about what:
-// a missing image, an unreachable or failing registry, refused credentials.
+// registryError is a registry failure as the user reads it: a category,
+// what failed, and why in words (registry error details, which registries
+// send as JSON, are left out rather than printed as Go values).
+type registryError struct {
+	kind  error
+	msg   string
+	cause error
+}
+
+func (e *registryError) Error() string   { return e.msg }
+func (e *registryError) Unwrap() []error {
+	if e.kind == nil {
+		return []error{e.cause}
+	}
+	return []error{e.kind, e.cause}
+}
+
+// registryFailure classifies an error from a registry call about what
+// ("host/repo", "host/repo:tag"): a missing image, an unreachable or failing
+// registry, missing or refused credentials (naming docker login).
 func registryFailure(what string, err error) error {
 	var te *transport.Error
 	var re *sigstore.RegistryError
 	var ne net.Error
 	var ue *url.Error
+	isTE := errors.As(err, &te)
+	text := err.Error()
+	if isTE {
+		text = strings.Replace(text, te.Error(), describeTransportError(te), 1)
+	}
+	wrap := func(kind error, detail string) error {
+		msg := fmt.Sprintf("%v: %s: %s", kind, what, text)
+		if detail != "" {
+			msg = fmt.Sprintf("%v: %s: %s (%s)", kind, what, detail, text)
+		}
+		return &registryError{kind: kind, msg: msg, cause: err}
+	}
 	switch {
-	case errors.As(err, &te) && isNotFound(te):
-		return fmt.Errorf("%w: %s: %w", errNotFound, what, err)
-	case errors.As(err, &te) && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
-		return fmt.Errorf("%w: %s: %w", errDenied, what, err)
-	case errors.As(err, &te) && (te.StatusCode >= 500 || te.StatusCode == http.StatusTooManyRequests):
-		return fmt.Errorf("%w: %s: %w", errUnreachable, what, err)
+	case isTE && isNotFound(te):
+		return wrap(errNotFound, "")
+	case isTE && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
+		return wrap(errDenied, credentialsHint(what, te.StatusCode))
+	case isTE && (te.StatusCode >= 500 || te.StatusCode == http.StatusTooManyRequests):
+		return wrap(errUnreachable, "")
 	case errors.As(err, &re) && (re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden):
-		return fmt.Errorf("%w: %s: %w", errDenied, what, err)
+		return wrap(errDenied, credentialsHint(what, re.StatusCode))
 	case errors.As(err, &re), errors.As(err, &ne), errors.As(err, &ue),
 		errors.Is(err, context.DeadlineExceeded):
-		return fmt.Errorf("%w: %s: %w", errUnreachable, what, err)
+		return wrap(errUnreachable, "")
 	}
-	return fmt.Errorf("%s: %w", what, err)
+	return &registryError{msg: what + ": " + text, cause: err}
+}
+
+// credentialsHint says whether credentials for what's registry were sent
+// and what to do: docker login.
+func credentialsHint(what string, status int) string {
+	host := registryHost(what)
+	auth, err := authn.DefaultKeychain.Resolve(hostResource(host))
+	missing := err == nil && auth == authn.Anonymous
+	switch {
+	case missing && status == http.StatusUnauthorized:
+		return fmt.Sprintf("the registry wants credentials and none are configured for %s: run 'docker login %s'", host, host)
+	case missing:
+		return fmt.Sprintf("anonymous access is refused and no credentials are configured for %s: run 'docker login %s'", host, host)
+	case status == http.StatusUnauthorized:
+		return fmt.Sprintf("the registry refused the credentials configured for %s: run 'docker login %s' again", host, host)
+	default:
+		return fmt.Sprintf("the credentials configured for %s are not allowed this: log in as another user with 'docker login %s'", host, host)
+	}
+}
+
+// registryHost is the registry of "host/repo...", as docker login names it.
+func registryHost(what string) string {
+	if r, err := name.NewRepository(repositoryOf(what)); err == nil {
+		return r.RegistryStr()
+	}
+	host, _, _ := strings.Cut(what, "/")
+	return host
+}
+
+// repositoryOf drops a tag or digest from a reference.
+func repositoryOf(s string) string {
+	if ref, err := name.ParseReference(s); err == nil {
+		return ref.Context().Name()
+	}
+	return s
+}
+
+// hostResource is a registry as authn.Keychain takes it.
+type hostResource string
+
+func (h hostResource) String() string      { return string(h) }
+func (h hostResource) RegistryStr() string { return string(h) }
+
+// describeTransportError renders a registry error response in words:
+// "GET URL: 401 Unauthorized: UNAUTHORIZED: authentication required".
+func describeTransportError(te *transport.Error) string {
+	var b strings.Builder
+	if te.Request != nil {
+		fmt.Fprintf(&b, "%s %s: ", te.Request.Method, te.Request.URL.Redacted())
+	}
+	fmt.Fprintf(&b, "%d %s", te.StatusCode, http.StatusText(te.StatusCode))
+	for _, d := range te.Errors {
+		fmt.Fprintf(&b, ": %s", d.Code)
+		if d.Message != "" {
+			fmt.Fprintf(&b, ": %s", d.Message)
+		}
+		if s, ok := d.Detail.(string); ok && s != "" {
+			fmt.Fprintf(&b, " (%s)", s)
+		}
+	}
+	return b.String()
 }
 
 func isNotFound(te *transport.Error) bool {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -11,33 +12,64 @@ import (
 )
 
 func runUpload(ctx context.Context, c *cli, args []string) error {
-	fs := newFlagSet("upload", "-signature FILE|- IMAGE [-payload FILE] [-a key=value]...",
+	return upload(ctx, c, "upload", args)
+}
+
+// runAttach is sigstore cosign's "attach signature --signature F IMAGE".
+func runAttach(ctx context.Context, c *cli, args []string) error {
+	if len(args) == 0 || args[0] != "signature" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			fmt.Fprintf(c.stdout, "Usage: cosign attach signature --signature FILE|- IMAGE [--payload FILE] [--key PUB]\n\n"+
+				"sigstore cosign's spelling of 'cosign upload'; see 'cosign upload -h'.\n")
+			return flag.ErrHelp
+		}
+		return usagef("attach supports only 'attach signature' (the same as upload)")
+	}
+	return upload(ctx, c, "attach signature", args[1:])
+}
+
+func upload(ctx context.Context, c *cli, name string, args []string) error {
+	fs := newFlagSet(name, "-signature FILE|- IMAGE [-payload FILE] [-a key=value]... [-key PUB]",
 		"Store a signature made elsewhere (e.g. by openssl over 'cosign generate IMAGE') for the digest\n"+
 			"IMAGE resolves to. The signature is raw bytes or base64, read from FILE or from stdin for\n"+
-			"'-' (or '--'). It is stored over the payload cosign generate would print, or over -payload.",
-		c.stderr)
+			"'-' (or '--'). It is stored over the payload cosign generate would print (with the same -a\n"+
+			"annotations it was signed with), or over -payload. A signature that no supported key type\n"+
+			"could have made is refused; with -key, one that does not verify over that payload with PUB\n"+
+			"is refused too. 'cosign attach signature' is the same command.",
+		c.stdout)
 	sigPath := fs.String("signature", "", "signature file, raw or base64; - (or --) reads stdin")
 	payloadPath := fs.String("payload", "", "the signed payload file (default: regenerate it from IMAGE and -a)")
 	ann := annotations{}
 	fs.Var(ann, "a", "annotation `key=value` of the regenerated payload (repeatable)")
+	keyRef := fs.String("key", "", "public key (PEM file or env://VAR): refuse a signature it does not verify")
+	fs.yes()
 	var reg registryFlags
-	reg.register(fs)
+	reg.register(fs.FlagSet)
 	image, err := oneImage(fs, args)
 	if err != nil {
 		return err
 	}
 	if *sigPath == "" {
-		return fmt.Errorf("%w: -signature is required", errUsage)
+		return usagef("-signature is required")
 	}
 	if isStdin(*sigPath) && isStdin(*payloadPath) {
-		return fmt.Errorf("%w: -signature and -payload cannot both read stdin", errUsage)
+		return usagef("-signature and -payload cannot both read stdin")
 	}
 	if *payloadPath != "" && len(ann) > 0 {
-		return fmt.Errorf("%w: -a annotates the regenerated payload; -payload is used as given", errUsage)
+		return usagef("-a annotates the regenerated payload; -payload is used as given")
+	}
+	var pub sigstore.PublicKey
+	if *keyRef != "" {
+		if pub, err = c.loadPublicKey(*keyRef); err != nil {
+			return err
+		}
 	}
 	sig, err := c.readSignature(*sigPath)
 	if err != nil {
 		return err
+	}
+	if err := sigstore.CheckSignatureEncoding(sig); err != nil {
+		return fmt.Errorf("refusing signature %s, which could never verify: %w", *sigPath, err)
 	}
 	d, desc, err := reg.resolveImage(ctx, image)
 	if err != nil {
@@ -46,6 +78,17 @@ func runUpload(ctx context.Context, c *cli, args []string) error {
 	payload, err := c.payloadFor(*payloadPath, d.Context().Name(), desc.Digest, ann)
 	if err != nil {
 		return err
+	}
+	if pub != nil && pub.Verify(payload, sig) != nil {
+		what := "the payload for " + d.String()
+		if len(ann) > 0 {
+			what += " with -a " + ann.String()
+		}
+		if *payloadPath != "" {
+			what = "the payload " + *payloadPath
+		}
+		return fmt.Errorf("refusing signature %s: it does not verify with the key %s over %s "+
+			"(was it signed with other -a annotations, or for another image?)", *sigPath, *keyRef, what)
 	}
 	return c.appendSignature(ctx, &reg, d, payload, sig)
 }
@@ -104,7 +147,7 @@ func (c *cli) appendSignature(ctx context.Context, reg *registryFlags, d name.Di
 		return fmt.Errorf("pushing signature to %s: %w", where, registryFailure(d.Context().Name(), err))
 	}
 	if added {
-		fmt.Fprintf(c.stderr, "Pushed signature for %s to %s\n", d, where)
+		fmt.Fprintf(c.stderr, "Pushed signature for %s to %s, and read it back there\n", d, where)
 	} else {
 		fmt.Fprintf(c.stderr, "Signature for %s already in %s; nothing pushed\n", d, where)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,31 +15,41 @@ import (
 )
 
 func runVerify(ctx context.Context, c *cli, args []string) error {
-	fs := newFlagSet("verify", "-key PUB IMAGE [-a key=value]... [-signature FILE|- [-payload FILE]]",
+	fs := newFlagSet("verify", "-key PUB IMAGE [-a key=value]... [-signature FILE|- [-payload FILE]] [--recursive]",
 		"Exit 0 when at least one signature stored for the digest IMAGE resolves to was made by the key\n"+
 			"PUB, over a payload that names that digest and carries every -a annotation. Verified payloads\n"+
 			"go to stdout as a JSON array; the checks go to stderr. As in sigstore cosign, the payload's\n"+
 			"docker-reference is not checked: the digest binds the signature. With -signature, verify that\n"+
-			"detached signature (raw or base64) over the regenerated payload, or over -payload, instead.",
-		c.stderr)
-	keyPath := fs.String("key", "", "public key: PKIX PEM (Ed25519, ECDSA P-256 or RSA)")
+			"detached signature (raw or base64) over the regenerated payload, or over -payload, instead.\n"+
+			"With --recursive, a multi-platform index and each of its platform manifests must verify.",
+		c.stdout)
+	keyRef := fs.String("key", "", "public key: PKIX PEM (Ed25519, ECDSA P-256 or RSA), a file or env://VAR")
 	ann := annotations{}
 	fs.Var(ann, "a", "annotation `key=value` the signed payload must carry (repeatable)")
 	sigPath := fs.String("signature", "", "verify this detached signature instead (file, or - for stdin)")
 	payloadPath := fs.String("payload", "", "with -signature: the signed payload (default: regenerate it from IMAGE and -a)")
+	recursive := fs.Bool("recursive", false, "for a multi-platform index, also verify each platform manifest")
+	fs.yes()
+	output := c.outputFile(fs)
 	var reg registryFlags
-	reg.register(fs)
+	reg.register(fs.FlagSet)
 	image, err := oneImage(fs, args)
 	if err != nil {
 		return err
 	}
 	if *payloadPath != "" && *sigPath == "" {
-		return fmt.Errorf("%w: -payload needs -signature", errUsage)
+		return usagef("-payload needs -signature")
 	}
 	if isStdin(*sigPath) && isStdin(*payloadPath) {
-		return fmt.Errorf("%w: -signature and -payload cannot both read stdin", errUsage)
+		return usagef("-signature and -payload cannot both read stdin")
 	}
-	pub, err := loadPublicKey(*keyPath)
+	if *recursive && *sigPath != "" {
+		return usagef("--recursive verifies the signatures stored for each manifest; a detached -signature is for one")
+	}
+	if err := output(); err != nil {
+		return err
+	}
+	pub, err := c.loadPublicKey(*keyRef)
 	if err != nil {
 		return err
 	}
@@ -46,33 +57,67 @@ func runVerify(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	var sigs []sigstore.Signature
-	if *sigPath != "" {
-		sigs, err = c.detachedSignature(*sigPath, *payloadPath, d.Context().Name(), desc.Digest, ann)
-	} else {
-		sigs, err = reg.signatures(ctx, d)
+	targets := []v1.Descriptor{desc}
+	if *recursive {
+		children, err := reg.platformManifests(ctx, d, desc)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, children...)
 	}
-	if err != nil {
-		return err
+	var verified []sigstore.Signature
+	for _, t := range targets {
+		td := d.Context().Digest(t.Digest.String())
+		var sigs []sigstore.Signature
+		if *sigPath != "" {
+			sigs, err = c.detachedSignature(*sigPath, *payloadPath, d.Context().Name(), t.Digest, ann)
+		} else {
+			sigs, err = reg.signatures(ctx, td)
+		}
+		if err != nil {
+			return err
+		}
+		img := verifier.Image{
+			Registry:   d.Context().RegistryStr(),
+			Repository: d.Context().RepositoryStr(),
+			Digest:     t.Digest,
+		}
+		policy := &verifier.Policy{
+			Name:        verifyPolicyName,
+			Keys:        []sigstore.PublicKey{pub},
+			Threshold:   1,
+			Mode:        verifier.ModeEnforce,
+			Identity:    verifier.IdentityAny,
+			Annotations: ann.orNil(),
+		}
+		dec := verifier.Evaluate(policy, img, sigs)
+		if !dec.Admit || dec.Warn {
+			err := refusal(dec, img, pub, sigs, ann)
+			if len(targets) > 1 {
+				err = fmt.Errorf("%s%s: %w", manifestKind(t, desc), platformNote(t), err)
+			}
+			return err
+		}
+		c.reportChecks(img, pub, ann, len(dec.Verified))
+		verified = append(verified, dec.Verified...)
 	}
-	img := verifier.Image{
-		Registry:   d.Context().RegistryStr(),
-		Repository: d.Context().RepositoryStr(),
-		Digest:     desc.Digest,
+	return c.printPayloads(verified)
+}
+
+// manifestKind names the manifest t for --recursive messages.
+func manifestKind(t, top v1.Descriptor) string {
+	if t.Digest == top.Digest {
+		return "the index"
 	}
-	policy := &verifier.Policy{
-		Name:        verifyPolicyName,
-		Keys:        []sigstore.PublicKey{pub},
-		Threshold:   1,
-		Mode:        verifier.ModeEnforce,
-		Identity:    verifier.IdentityAny,
-		Annotations: ann.orNil(),
+	return "platform manifest " + t.Digest.String()
+}
+
+// platformNote is " (linux/arm64)" for a manifest with a platform, else "".
+func platformNote(t v1.Descriptor) string {
+	if p := platform(t); p != "" {
+		return " (" + p + ")"
 	}
-	dec := verifier.Evaluate(policy, img, sigs)
-	if !dec.Admit || dec.Warn {
-		return refusal(dec, img, pub, sigs)
-	}
-	return c.reportVerified(img, pub, ann, dec.Verified)
+	return ""
 }
 
 // detachedSignature is the one signature -signature names, over the payload
@@ -99,11 +144,15 @@ func (c *cli) detachedSignature(sigPath, payloadPath, reference string, digest v
 const verifyPolicyName = "cosign verify"
 
 // refusal turns a refusing decision into the error the user sees.
-func refusal(dec verifier.Decision, img verifier.Image, pub sigstore.PublicKey, sigs []sigstore.Signature) error {
+func refusal(dec verifier.Decision, img verifier.Image, pub sigstore.PublicKey, sigs []sigstore.Signature, ann annotations) error {
 	switch dec.Reason {
 	case verifier.ReasonNoSignatures:
 		return fmt.Errorf("no signatures found for %s", img)
 	case verifier.ReasonUntrusted:
+		if other := otherPayload(img, pub, sigs, ann); other != "" {
+			return fmt.Errorf("a signature by this key covers a different payload than the one stored with it: "+
+				"it verifies over %s (upload it with the -a annotations it was signed with) for %s", other, img)
+		}
 		return fmt.Errorf("none of %d signatures was made by this key (%s %s) for %s%s",
 			len(sigs), pub.Algorithm(), pub.ID(), img, malformed(sigs))
 	case verifier.ReasonDigestMismatch:
@@ -113,15 +162,45 @@ func refusal(dec verifier.Decision, img verifier.Image, pub sigstore.PublicKey, 
 	return fmt.Errorf("%s for %s", refusalReason(dec.Message, img), img)
 }
 
+// otherPayload finds a stored simple-signing signature that pub made over
+// a payload cosign generate makes for this image (with verify's -a, or with
+// none) other than the payload stored beside it: a signature uploaded
+// without the -a it was signed with. It names that payload, or returns "".
+func otherPayload(img verifier.Image, pub sigstore.PublicKey, sigs []sigstore.Signature, ann annotations) string {
+	ref := img.Registry + "/" + img.Repository
+	type candidate struct {
+		what string
+		ann  map[string]string
+	}
+	candidates := []candidate{{"the payload for this image without annotations", nil}}
+	if len(ann) > 0 {
+		candidates = append([]candidate{{"the payload for this image with -a " + ann.String(), ann}}, candidates...)
+	}
+	for _, c := range candidates {
+		payload, err := sigstore.NewPayload(ref, img.Digest, c.ann)
+		if err != nil {
+			continue
+		}
+		for _, s := range sigs {
+			if s.Err == nil && s.Format == sigstore.FormatSimpleSigning && !bytes.Equal(s.Signed, payload) && pub.Verify(payload, s.Sig) == nil {
+				return c.what
+			}
+		}
+	}
+	return ""
+}
+
 // refusalReason is the reason and detail of a refusal message ("annotation
 // mismatch (...)"), without the image and the policy name the proxy needs
-// but verify has no use for: verify has no policy the user wrote.
+// but verify has no use for: verify has no policy the user wrote; what it
+// requires, -a required.
 func refusalReason(msg string, img verifier.Image) string {
 	prefix := fmt.Sprintf("%s: refused by policy %q: ", img, verifyPolicyName)
-	if reason, ok := strings.CutPrefix(msg, prefix); ok {
-		return reason
+	reason, ok := strings.CutPrefix(msg, prefix)
+	if !ok {
+		reason = "verification failed: " + msg
 	}
-	return "verification failed: " + msg
+	return strings.NewReplacer("(required: ", "(required by -a: ", "(policy requires ", "(required by -a: ").Replace(reason)
 }
 
 // malformed says how many signatures were malformed and why the first was,
@@ -161,9 +240,21 @@ func signedDigest(pub sigstore.PublicKey, sigs []sigstore.Signature, want v1.Has
 	return "another digest"
 }
 
-// reportVerified prints the verified payloads as a JSON array to stdout, and
-// the checks that passed to stderr.
-func (c *cli) reportVerified(img verifier.Image, pub sigstore.PublicKey, ann annotations, verified []sigstore.Signature) error {
+// reportChecks says on stderr which checks n signatures of img passed.
+func (c *cli) reportChecks(img verifier.Image, pub sigstore.PublicKey, ann annotations, n int) {
+	fmt.Fprintf(c.stderr, "Verification for %s --\n", img)
+	fmt.Fprintf(c.stderr, "The following checks were performed on each of these signatures:\n")
+	fmt.Fprintf(c.stderr, "  - The signature was verified against the public key %s (%s).\n", pub.ID(), pub.Algorithm())
+	fmt.Fprintf(c.stderr, "  - The signed payload names the image digest %s.\n", img.Digest)
+	if len(ann) > 0 {
+		fmt.Fprintf(c.stderr, "  - The signed payload carries the annotations %s.\n", ann)
+	}
+	fmt.Fprintf(c.stderr, "  - The payload's docker-reference was not checked (as in sigstore cosign): the digest binds it.\n")
+	fmt.Fprintf(c.stderr, "%d verified signature(s).\n", n)
+}
+
+// printPayloads prints the verified payloads as a JSON array to stdout.
+func (c *cli) printPayloads(verified []sigstore.Signature) error {
 	docs := make([]json.RawMessage, 0, len(verified))
 	for _, s := range verified {
 		if !json.Valid(s.Payload) {
@@ -175,15 +266,6 @@ func (c *cli) reportVerified(img verifier.Image, pub sigstore.PublicKey, ann ann
 	if err != nil {
 		return fmt.Errorf("encoding payloads: %w", err)
 	}
-	fmt.Fprintf(c.stderr, "Verification for %s --\n", img)
-	fmt.Fprintf(c.stderr, "The following checks were performed on each of these signatures:\n")
-	fmt.Fprintf(c.stderr, "  - The signature was verified against the public key %s (%s).\n", pub.ID(), pub.Algorithm())
-	fmt.Fprintf(c.stderr, "  - The signed payload names the image digest %s.\n", img.Digest)
-	if len(ann) > 0 {
-		fmt.Fprintf(c.stderr, "  - The signed payload carries the annotations %s.\n", ann)
-	}
-	fmt.Fprintf(c.stderr, "  - The payload's docker-reference was not checked (as in sigstore cosign): the digest binds it.\n")
-	fmt.Fprintf(c.stderr, "%d verified signature(s).\n", len(verified))
 	_, err = fmt.Fprintf(c.stdout, "%s\n", out)
 	return err
 }
