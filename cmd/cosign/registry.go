@@ -225,7 +225,7 @@ type registryError struct {
 	cause error
 }
 
-func (e *registryError) Error() string   { return e.msg }
+func (e *registryError) Error() string { return e.msg }
 func (e *registryError) Unwrap() []error {
 	if e.kind == nil {
 		return []error{e.cause}
