@@ -24,18 +24,15 @@ import (
 // Defaults for the values a configuration may leave out.
 const (
 	DefaultListen          = "127.0.0.1:5050"
-	DefaultCacheSize       = 10000
-	DefaultTTL             = time.Hour
-	DefaultNegativeTTL     = 30 * time.Second
+	DefaultCacheSize       = verifier.DefaultCacheSize
+	DefaultTTL             = verifier.DefaultTTL
+	DefaultNegativeTTL     = verifier.DefaultNegativeTTL
 	DefaultManifestBytes   = 64 << 20
 	DefaultInflightBytes   = 64 << 20
 	DefaultUpstreamTimeout = 30 * time.Second
 )
 
-const (
-	maxConfigSize = 1 << 20
-	maxKeyFile    = 64 << 10
-)
+const maxConfigSize = 1 << 20
 
 // Config is a proxy configuration. LoadConfig and ParseConfig build it from
 // YAML; programs may also fill it in directly (New validates it again). Zero
@@ -804,21 +801,9 @@ func (p *configParser) key(s string) (sigstore.PublicKey, error) {
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(p.baseDir, path)
 	}
-	f, err := os.Open(path)
+	k, err := sigstore.LoadPublicKey(path)
 	if err != nil {
 		return nil, fmt.Errorf("key file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w", path, err)
-	}
-	if len(data) > maxKeyFile {
-		return nil, fmt.Errorf("key file %s: larger than %d bytes", path, maxKeyFile)
-	}
-	k, err := sigstore.ParsePublicKey(data)
-	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w", path, err)
 	}
 	return k, nil
 }

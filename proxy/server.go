@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cosign-dev/cosign/sigstore"
 	"github.com/cosign-dev/cosign/verifier"
 )
 
@@ -448,61 +449,17 @@ func pathVar(r *http.Request, key string) (string, error) {
 }
 
 // maxNameLength bounds a repository name.
-const maxNameLength = 255
+const maxNameLength = sigstore.MaxRepositoryLength
 
-// checkName validates a repository name as the distribution spec does:
-// lower-case components [a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)* joined by
-// '/'. The name is checked as it was sent, still percent-encoded, so %2F,
-// "..", "//" and upper case fail.
+// checkName validates a repository name with the distribution spec's
+// grammar (sigstore.CheckRepository). The name is checked as it was sent,
+// still percent-encoded, so %2F, "..", "//" and upper case fail.
 func checkName(name string) *Error {
-	if name == "" {
-		return newError(http.StatusBadRequest, CodeNameInvalid, "empty repository name")
-	}
-	if len(name) > maxNameLength {
-		return newError(http.StatusBadRequest, CodeNameInvalid, "repository name longer than %d characters", maxNameLength)
-	}
-	for comp := range strings.SplitSeq(name, "/") {
-		if !validComponent(comp) {
-			return newError(http.StatusBadRequest, CodeNameInvalid,
-				"invalid repository name %q: component %q must be lower-case letters and digits, "+
-					"separated by '.', '_', '__' or dashes", name, comp)
-		}
+	if err := sigstore.CheckRepository(name); err != nil {
+		return newError(http.StatusBadRequest, CodeNameInvalid, "%v", err)
 	}
 	return nil
 }
-
-func validComponent(c string) bool {
-	i, n := 0, len(c)
-	for {
-		start := i
-		for i < n && isLowerAlnum(c[i]) {
-			i++
-		}
-		if i == start {
-			return false
-		}
-		if i == n {
-			return true
-		}
-		switch c[i] {
-		case '.':
-			i++
-		case '_':
-			i++
-			if i < n && c[i] == '_' {
-				i++
-			}
-		case '-':
-			for i < n && c[i] == '-' {
-				i++
-			}
-		default:
-			return false
-		}
-	}
-}
-
-func isLowerAlnum(b byte) bool { return ('a' <= b && b <= 'z') || ('0' <= b && b <= '9') }
 
 // recorder captures what the access log and metrics need.
 type recorder struct {

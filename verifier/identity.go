@@ -40,7 +40,7 @@ func NormalizeReference(ref string) (string, error) {
 		return "", fmt.Errorf("reference %q: %w", ref, err)
 	}
 	path := repo.RepositoryStr()
-	if err := checkRepositoryPath(path); err != nil {
+	if err := sigstore.CheckRepository(path); err != nil {
 		return "", fmt.Errorf("reference %q: %w", ref, err)
 	}
 	if registry != repo.RegistryStr() {
@@ -97,42 +97,6 @@ func checkHostname(host string) error {
 		}
 	}
 	return nil
-}
-
-// checkRepositoryPath enforces the distribution grammar: components of
-// [a-z0-9] runs joined by ".", "_", "__" or any number of "-".
-func checkRepositoryPath(path string) error {
-	for _, comp := range strings.Split(path, "/") {
-		if !validComponent(comp) {
-			return fmt.Errorf("bad repository component %q", comp)
-		}
-	}
-	return nil
-}
-
-func validComponent(c string) bool {
-	if c == "" || !isAlnum(c[0]) || !isAlnum(c[len(c)-1]) {
-		return false
-	}
-	for i := 0; i < len(c); {
-		if isAlnum(c[i]) {
-			i++
-			continue
-		}
-		j := i
-		for j < len(c) && !isAlnum(c[j]) {
-			j++
-		}
-		if sep := c[i:j]; sep != "." && sep != "_" && sep != "__" && strings.Trim(sep, "-") != "" {
-			return false
-		}
-		i = j
-	}
-	return true
-}
-
-func isAlnum(b byte) bool {
-	return b >= 'a' && b <= 'z' || b >= '0' && b <= '9'
 }
 
 // hasPathPrefix reports whether s is prefix or starts with prefix + "/".
