@@ -16,9 +16,11 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/cosign
 
 ## test: install missing test dependencies, then vet, gofmt check, every test with -race,
+## the manifests of the nested deploy/ module,
 ## then every fuzz target for FUZZTIME (3s) each
 test: test-deps vet fmt-check
 	CGO_ENABLED=1 $(GO) test -race -timeout 20m ./...
+	cd deploy && $(GO) vet ./... && $(GO) test ./...
 	GO='$(GO)' FUZZTIME='$(FUZZTIME)' scripts/fuzz.sh
 
 ## fuzz: run every `func Fuzz*` of the module, one after the other, for FUZZTIME each
