@@ -242,14 +242,13 @@ func buildVersion() string {
 			settings[s.Key] = s.Value
 		}
 		if rev := settings["vcs.revision"]; rev != "" {
-			commit := "commit " + rev
+			details = append(details, "commit "+rev)
 			if t := settings["vcs.time"]; t != "" {
-				commit += " (" + t + ")"
+				details = append(details, t)
 			}
 			if settings["vcs.modified"] == "true" {
-				commit += ", modified"
+				details = append(details, "modified")
 			}
-			details = append(details, commit)
 		}
 	}
 	details = append(details, runtime.Version())

@@ -33,8 +33,8 @@ func (c *cli) newKeyPassword() ([]byte, error) {
 			return nil, err
 		}
 		if len(pw) == 0 {
-			return nil, fmt.Errorf("%w for the new key: stdin is not a terminal and gave none; "+
-				"pipe it on stdin or set %s (set it to the empty string, %s=, for an unencrypted key)", errNoPassword, passwordEnv, passwordEnv)
+			return nil, fmt.Errorf("%w for the new key: stdin is not a terminal and gave none; pipe it on stdin or set %s "+
+				"(an empty one, as in '%s= cosign generate-key-pair', writes an unencrypted key)", errNoPassword, passwordEnv, passwordEnv)
 		}
 		return pw, nil
 	}

@@ -65,7 +65,12 @@ func runVerify(ctx context.Context, c *cli, args []string) error {
 		}
 		targets = append(targets, children...)
 	}
-	var verified []sigstore.Signature
+	type passed struct {
+		img      verifier.Image
+		verified []sigstore.Signature
+	}
+	var passes []passed
+	var failures []error
 	for _, t := range targets {
 		td := d.Context().Digest(t.Digest.String())
 		var sigs []sigstore.Signature
@@ -96,10 +101,22 @@ func runVerify(ctx context.Context, c *cli, args []string) error {
 			if len(targets) > 1 {
 				err = fmt.Errorf("%s%s: %w", manifestKind(t, desc), platformNote(t), err)
 			}
-			return err
+			failures = append(failures, err)
+			continue
 		}
-		c.reportChecks(img, pub, ann, len(dec.Verified))
-		verified = append(verified, dec.Verified...)
+		passes = append(passes, passed{img, dec.Verified})
+	}
+	switch len(failures) {
+	case 0:
+	case 1:
+		return failures[0]
+	default:
+		return fmt.Errorf("%d of %d manifests did not verify; the first: %w", len(failures), len(targets), failures[0])
+	}
+	var verified []sigstore.Signature
+	for _, p := range passes {
+		c.reportChecks(p.img, pub, ann, len(p.verified))
+		verified = append(verified, p.verified...)
 	}
 	return c.printPayloads(verified)
 }
