@@ -961,4 +961,3 @@ func testCertificate(t *testing.T) (cert, key []byte) {
 	testCert.key = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 	return testCert.cert, testCert.key
 }
-
