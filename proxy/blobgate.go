@@ -32,22 +32,24 @@ import (
 // non-space byte.
 const blobPeek = 512
 
-// blobCheck is what the gate needs of a blob request, carried on its
-// context from handleBlob to gateBlob.
-type blobCheck struct {
-	t       target
-	digest  v1.Hash
-	auth    string
-	checked bool // the whole blob was classified before the request
+// passRequest is what the pass-through needs of a request, carried on its
+// context from the handler to the transport and to gateBlob.
+type passRequest struct {
+	t    target
+	auth string // the client's Authorization, when it is for this upstream
+	// gate is set on blob GETs whose body gateBlob must inspect: not
+	// when the whole blob was classified before the request.
+	gate   bool
+	digest v1.Hash
 }
 
-type blobCheckKey struct{}
+type passRequestKey struct{}
 
 // gateBlob is the pass-through's ModifyResponse: it inspects the body of a
 // successful blob GET.
 func (s *Server) gateBlob(resp *http.Response) error {
-	bc, ok := resp.Request.Context().Value(blobCheckKey{}).(*blobCheck)
-	if !ok || bc.checked || resp.Request.Method != http.MethodGet {
+	bc, ok := resp.Request.Context().Value(passRequestKey{}).(*passRequest)
+	if !ok || !bc.gate || resp.Request.Method != http.MethodGet {
 		return nil
 	}
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
@@ -89,8 +91,8 @@ func (s *Server) gateBlob(resp *http.Response) error {
 // checkWholeBlob fetches a blob whole, at most 4 MiB, and admits it as
 // admitBlob does; a blob that does not start like JSON, or is larger, is
 // no manifest and passes (its range is then served as it comes).
-func (s *Server) checkWholeBlob(ctx context.Context, bc *blobCheck) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.UpstreamTimeout)
+func (s *Server) checkWholeBlob(ctx context.Context, bc *passRequest) error {
+	ctx, cancel := context.WithTimeout(ctx, bc.t.up.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "", nil)
 	if err != nil {
@@ -98,10 +100,11 @@ func (s *Server) checkWholeBlob(ctx context.Context, bc *blobCheck) error {
 	}
 	req.URL = bc.t.up.blobURL(bc.t.repo, bc.digest.String())
 	req.Host = req.URL.Host
-	if bc.auth != "" {
-		req.Header.Set("Authorization", bc.auth)
+	client, err := bc.t.up.clientFor(ctx, bc.t.repo, bc.auth)
+	if err != nil {
+		return s.fetchError(bc.t, bc.t.up.registry+"/"+bc.t.repo, err)
 	}
-	resp, err := bc.t.up.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return s.fetchError(bc.t, bc.t.up.registry+"/"+bc.t.repo+"@"+bc.digest.String(), err)
 	}
@@ -130,7 +133,7 @@ func (s *Server) checkWholeBlob(ctx context.Context, bc *blobCheck) error {
 
 // admitBlob lets body through unless a client could take it for a
 // manifest that is not admitted in the repository.
-func (s *Server) admitBlob(ctx context.Context, bc *blobCheck, body []byte) error {
+func (s *Server) admitBlob(ctx context.Context, bc *passRequest, body []byte) error {
 	if !sigstore.LooksLikeManifest(body) {
 		return nil
 	}
@@ -144,7 +147,11 @@ func (s *Server) admitBlob(ctx context.Context, bc *blobCheck, body []byte) erro
 	if err != nil {
 		doc = nil // decided on signatures alone
 	}
-	d, err := s.verifier.Decide(ctx, bc.t.up.source(bc.auth), img, doc)
+	src, err := bc.t.up.source(ctx, bc.t.repo, bc.auth)
+	if err != nil {
+		return s.lookupError(ctx, img, err)
+	}
+	d, err := bc.t.v.Decide(ctx, src, img, doc)
 	if err != nil {
 		return s.lookupError(ctx, img, err)
 	}
@@ -189,18 +196,32 @@ type readCloser struct {
 	io.Closer
 }
 
-// blobTransport sends pass-through requests upstream. Blob requests follow
-// upstream redirects themselves (dropping credentials off the upstream's
-// origin), so that a blob reaches the client only through the gate; every
-// other request is sent as it is.
-type blobTransport struct{ up *upstream }
+// passTransport sends pass-through requests upstream as the request's
+// upstream is reached for its repository (with the proxy's own
+// credentials, the client's, or none: upstream.roundTripper). Blob
+// requests follow upstream redirects themselves (dropping credentials off
+// the upstream's origin), so that a blob reaches the client only through
+// the gate; other requests are sent as they are.
+type passTransport struct{ up *upstream }
 
 // RoundTrip implements http.RoundTripper.
-func (t blobTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if _, ok := req.Context().Value(blobCheckKey{}).(*blobCheck); ok {
+func (t passTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	pr, ok := req.Context().Value(passRequestKey{}).(*passRequest)
+	if !ok {
+		return t.up.transport.RoundTrip(req)
+	}
+	if pr.digest.Hex != "" { // a blob
+		client, err := t.up.clientFor(req.Context(), pr.t.repo, pr.auth)
+		if err != nil {
+			return nil, err
+		}
 		req = req.Clone(req.Context())
 		req.RequestURI = ""
-		return t.up.client.Do(req)
+		return client.Do(req)
 	}
-	return t.up.transport.RoundTrip(req)
+	rt, err := t.up.roundTripper(req.Context(), pr.t.repo, pr.auth)
+	if err != nil {
+		return nil, err
+	}
+	return rt.RoundTrip(req)
 }

@@ -46,8 +46,11 @@ type manifestCache struct {
 	ttl   time.Duration
 	ll    *list.List
 	items map[cacheKey]*list.Element
+	repos map[repoKey]int // entries per repository
 	now   func() time.Time
 }
+
+type repoKey struct{ registry, repo string }
 
 type cacheEntry struct {
 	key     cacheKey
@@ -76,7 +79,8 @@ func (e *cacheEntry) allow(c credential) {
 // newManifestCache returns a cache of at most maxBytes; maxBytes <= 0
 // keeps nothing.
 func newManifestCache(maxBytes int64, ttl time.Duration) *manifestCache {
-	return &manifestCache{max: maxBytes, ttl: ttl, ll: list.New(), items: map[cacheKey]*list.Element{}, now: time.Now}
+	return &manifestCache{max: maxBytes, ttl: ttl, ll: list.New(), items: map[cacheKey]*list.Element{},
+		repos: map[repoKey]int{}, now: time.Now}
 }
 
 // get returns the bytes under k, and whether credential c is known to be
@@ -133,6 +137,7 @@ func (c *manifestCache) add(k cacheKey, m *manifest, cred credential) *manifest 
 	e := &cacheEntry{key: k, m: m, expires: c.now().Add(c.ttl)}
 	e.allow(cred)
 	c.items[k] = c.ll.PushFront(e)
+	c.repos[repoKey{k.registry, k.repo}]++
 	c.size += n
 	for c.size > c.max {
 		c.remove(c.ll.Back())
@@ -143,7 +148,18 @@ func (c *manifestCache) add(k cacheKey, m *manifest, cred credential) *manifest 
 func (c *manifestCache) remove(el *list.Element) {
 	e := c.ll.Remove(el).(*cacheEntry)
 	delete(c.items, e.key)
+	rk := repoKey{e.key.registry, e.key.repo}
+	if c.repos[rk]--; c.repos[rk] == 0 {
+		delete(c.repos, rk)
+	}
 	c.size -= int64(len(e.m.body))
+}
+
+// holds reports whether any verified bytes of registry/repo are kept.
+func (c *manifestCache) holds(registry, repo string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.repos[repoKey{registry, repo}] > 0
 }
 
 // stats returns the entry count and total bytes.

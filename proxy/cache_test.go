@@ -143,7 +143,15 @@ func TestAccessLog(t *testing.T) {
 	e.proxy.Config.Handler = srv.Handler()
 	wantStatus(t, e.do(http.MethodGet, "/v2/prod/app/manifests/v1"), 200, "")
 	wantStatus(t, e.do(http.MethodGet, "/v2/prod/nope/manifests/v1"), 404, "")
-	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	var lines, decisions []string
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		switch {
+		case strings.Contains(l, "msg=request "):
+			lines = append(lines, l)
+		case strings.Contains(l, "msg=decision "):
+			decisions = append(decisions, l)
+		}
+	}
 	if len(lines) != 2 {
 		t.Fatalf("want one line per request, got %q", lines)
 	}
@@ -155,7 +163,18 @@ func TestAccessLog(t *testing.T) {
 			t.Errorf("line %q lacks %q", lines[i], want)
 		}
 	}
-	if !strings.Contains(lines[0], `decision=verified`) {
+	if !strings.Contains(lines[0], `decision="admit: verified"`) {
 		t.Errorf("line %q lacks the decision", lines[0])
+	}
+	// One audit line per decision, naming the digest decided on and the
+	// key that counted.
+	if len(decisions) != 1 {
+		t.Fatalf("want one decision line, got %q", decisions)
+	}
+	for _, want := range []string{"upstream=" + e.up.host, "repository=prod/app", "reference=v1", "digest=" + d.String(),
+		"policy=all", "result=admit", "reason=verified", "keys=" + e.key.pub.ID(), "cached=false", "latency="} {
+		if !strings.Contains(decisions[0], want) {
+			t.Errorf("decision line %q lacks %q", decisions[0], want)
+		}
 	}
 }

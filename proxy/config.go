@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -56,7 +57,59 @@ type Config struct {
 	// UpstreamTimeout bounds each manifest fetch and each signature lookup
 	// (DefaultUpstreamTimeout).
 	UpstreamTimeout time.Duration
+	// TLS, when set, serves HTTPS on Listen.
+	TLS *TLSConfig
+	// MetricsListen, when set, serves /metrics on its own address instead
+	// of on Listen.
+	MetricsListen string
+	// Log says how the proxy logs.
+	Log LogConfig
+	// ClientAuth, when set, is how clients authenticate to the proxy. It is
+	// required when an upstream has proxy-owned credentials and is not
+	// public.
+	ClientAuth *ClientAuthConfig
+
+	// files are the files the configuration was read from (the YAML file,
+	// keys, credentials, certificates): a change of any is a reload.
+	files []string
 }
+
+// TLSConfig is the proxy's own certificate. The files are read again when
+// they change on disk (cert-manager rotates them).
+type TLSConfig struct {
+	Cert, Key string
+	// ClientCA, when set, requires client certificates signed by it
+	// (mTLS).
+	ClientCA string
+}
+
+// LogConfig chooses the log format and level.
+type LogConfig struct {
+	// Format is "text" (default) or "json".
+	Format string
+	// Level is "debug", "info" (default), "warn" or "error". The access
+	// log and the audit log are at info.
+	Level string
+}
+
+// ClientAuthConfig is how clients authenticate to the proxy.
+type ClientAuthConfig struct {
+	// Htpasswd is an htpasswd file of bcrypt hashes.
+	Htpasswd string
+}
+
+// UpstreamAuth is the proxy's own credentials for an upstream: a username
+// and a password file, or a Docker config file (with its credential
+// helpers).
+type UpstreamAuth struct {
+	Username     string
+	PasswordFile string
+	DockerConfig string
+}
+
+// Files returns the files c was read from: the YAML file, key files,
+// credentials and certificates. A change of any is a reason to reload.
+func (c *Config) Files() []string { return slices.Clone(c.files) }
 
 // Upstream is one registry behind the proxy.
 type Upstream struct {
@@ -75,11 +128,27 @@ type Upstream struct {
 	// nil means true for the default upstream and false for the others,
 	// which then see anonymous requests.
 	ForwardCredentials *bool
+	// CAFile, when set, holds the PEM certificates that upstream's TLS
+	// certificate must chain to, instead of the system's.
+	CAFile string
+	// InsecureSkipVerify skips checking upstream's TLS certificate (a
+	// warning is logged at start).
+	InsecureSkipVerify bool
+	// Auth, when set, is the proxy's own credentials for this upstream:
+	// clients' credentials are then never forwarded to it.
+	Auth *UpstreamAuth
+	// Public says that anyone who reaches the proxy may pull this
+	// upstream's images with the proxy's own credentials; without it,
+	// clientAuth is required.
+	Public bool
 }
 
 // forwardsCredentials resolves u.ForwardCredentials for c (with defaults
 // applied).
 func (c *Config) forwardsCredentials(u Upstream) bool {
+	if u.Auth != nil {
+		return false
+	}
 	if u.ForwardCredentials != nil {
 		return *u.ForwardCredentials
 	}
@@ -301,6 +370,7 @@ func ParseConfig(data []byte, path, baseDir string) (*Config, error) {
 type configParser struct {
 	file    string
 	baseDir string
+	files   []string // files the configuration depends on, besides file
 }
 
 func (p *configParser) errorf(n *yaml.Node, format string, args ...any) error {
@@ -393,6 +463,76 @@ func (p *configParser) str(n *yaml.Node, what string, out *string) error {
 	}
 	*out = n.Value
 	return nil
+}
+
+// file reads a path relative to the configuration's directory and
+// records it as a file the configuration depends on.
+func (p *configParser) path(n *yaml.Node, what string, out *string) error {
+	var s string
+	if err := p.str(n, what, &s); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(s) {
+		s = filepath.Join(p.baseDir, s)
+	}
+	if _, err := os.Stat(s); err != nil {
+		return p.errorf(n, "%s: %v", what, err)
+	}
+	p.files = append(p.files, s)
+	*out = s
+	return nil
+}
+
+func (p *configParser) tls(n *yaml.Node, cfg *Config) error {
+	t := &TLSConfig{}
+	err := p.fields(n, "tls", map[string]func(*yaml.Node) error{
+		"cert":     func(v *yaml.Node) error { return p.path(v, "tls.cert", &t.Cert) },
+		"key":      func(v *yaml.Node) error { return p.path(v, "tls.key", &t.Key) },
+		"clientCA": func(v *yaml.Node) error { return p.path(v, "tls.clientCA", &t.ClientCA) },
+	})
+	if err != nil {
+		return err
+	}
+	if t.Cert == "" || t.Key == "" {
+		return p.errorf(n, "tls needs both cert and key")
+	}
+	if _, err := tls.LoadX509KeyPair(t.Cert, t.Key); err != nil {
+		return p.errorf(n, "tls: %v", err)
+	}
+	if t.ClientCA != "" {
+		if _, err := loadCertPool(t.ClientCA); err != nil {
+			return p.errorf(n, "tls.clientCA: %v", err)
+		}
+	}
+	cfg.TLS = t
+	return nil
+}
+
+func (p *configParser) upstreamAuth(n *yaml.Node, where string) (*UpstreamAuth, error) {
+	a := &UpstreamAuth{}
+	err := p.fields(n, where, map[string]func(*yaml.Node) error{
+		"username":     func(v *yaml.Node) error { return p.str(v, where+".username", &a.Username) },
+		"passwordFile": func(v *yaml.Node) error { return p.path(v, where+".passwordFile", &a.PasswordFile) },
+		"dockerConfig": func(v *yaml.Node) error { return p.path(v, where+".dockerConfig", &a.DockerConfig) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case a.DockerConfig != "" && (a.Username != "" || a.PasswordFile != ""):
+		return nil, p.errorf(n, "%s: give username and passwordFile, or dockerConfig, not both", where)
+	case a.DockerConfig == "" && (a.Username == "" || a.PasswordFile == ""):
+		return nil, p.errorf(n, "%s: needs username and passwordFile, or dockerConfig", where)
+	}
+	if _, err := a.authenticator(""); err != nil && a.DockerConfig == "" {
+		return nil, p.errorf(n, "%s: %v", where, err)
+	}
+	if a.DockerConfig != "" {
+		if _, err := loadDockerConfig(a.DockerConfig); err != nil {
+			return nil, p.errorf(n, "%s: %v", where, err)
+		}
+	}
+	return a, nil
 }
 
 func (p *configParser) boolean(n *yaml.Node, what string, out *bool) error {
@@ -501,6 +641,41 @@ func (p *configParser) config(root *yaml.Node) (*Config, error) {
 		},
 		"cache":           func(n *yaml.Node) error { return p.cache(n, &cfg.Cache) },
 		"upstreamTimeout": func(n *yaml.Node) error { return p.duration(n, "upstreamTimeout", &cfg.UpstreamTimeout) },
+		"tls":             func(n *yaml.Node) error { return p.tls(n, cfg) },
+		"metricsListen": func(n *yaml.Node) error {
+			if err := p.str(n, "metricsListen", &cfg.MetricsListen); err != nil {
+				return err
+			}
+			if err := checkListen(cfg.MetricsListen); err != nil {
+				return p.errorf(n, "metricsListen: %v", err)
+			}
+			return nil
+		},
+		"log": func(n *yaml.Node) error {
+			return p.fields(n, "log", map[string]func(*yaml.Node) error{
+				"format": func(v *yaml.Node) error { return p.enum(v, "log.format", &cfg.Log.Format, "text", "json") },
+				"level": func(v *yaml.Node) error {
+					return p.enum(v, "log.level", &cfg.Log.Level, "debug", "info", "warn", "error")
+				},
+			})
+		},
+		"clientAuth": func(n *yaml.Node) error {
+			cfg.ClientAuth = &ClientAuthConfig{}
+			var at *yaml.Node
+			err := p.fields(n, "clientAuth", map[string]func(*yaml.Node) error{
+				"htpasswd": func(v *yaml.Node) error { at = v; return p.path(v, "clientAuth.htpasswd", &cfg.ClientAuth.Htpasswd) },
+			})
+			if err != nil {
+				return err
+			}
+			if at == nil {
+				return p.errorf(n, "clientAuth: htpasswd is missing")
+			}
+			if _, err := loadHtpasswd(cfg.ClientAuth.Htpasswd); err != nil {
+				return p.errorf(at, "%v", err)
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -514,6 +689,13 @@ func (p *configParser) config(root *yaml.Node) (*Config, error) {
 	if err := p.checkPolicies(cfg, policiesNode); err != nil {
 		return nil, err
 	}
+	for i, u := range cfg.Upstreams {
+		if u.Auth != nil && !u.Public && cfg.ClientAuth == nil {
+			return nil, p.errorf(upstreamsNode.Content[i], "upstream %s has the proxy's own credentials: "+
+				"set clientAuth (or public: true on it), else anyone who reaches the proxy pulls its private images", u.Registry)
+		}
+	}
+	cfg.files = append([]string{p.file}, p.files...)
 	full := cfg.withDefaults()
 	if err := full.validate(); err != nil { // anything not caught at a line above
 		return nil, p.errorf(root, "%v", err)
@@ -554,6 +736,22 @@ func (p *configParser) upstreams(n *yaml.Node, cfg *Config) error {
 				}
 				u.ForwardCredentials = &b
 				return nil
+			},
+			"caFile": func(v *yaml.Node) error {
+				if err := p.path(v, where+".caFile", &u.CAFile); err != nil {
+					return err
+				}
+				if _, err := loadCertPool(u.CAFile); err != nil {
+					return p.errorf(v, "%v", err)
+				}
+				return nil
+			},
+			"insecureSkipVerify": func(v *yaml.Node) error { return p.boolean(v, where+".insecureSkipVerify", &u.InsecureSkipVerify) },
+			"public":             func(v *yaml.Node) error { return p.boolean(v, where+".public", &u.Public) },
+			"auth": func(v *yaml.Node) error {
+				a, err := p.upstreamAuth(v, where+".auth")
+				u.Auth = a
+				return err
 			},
 			"url": func(v *yaml.Node) error {
 				urlNode = v
@@ -805,6 +1003,7 @@ func (p *configParser) key(s string) (sigstore.PublicKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("key file: %w", err)
 	}
+	p.files = append(p.files, path)
 	return k, nil
 }
 

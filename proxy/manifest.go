@@ -56,13 +56,17 @@ func newManifest(body []byte, doc *sigstore.Manifest, sum [sha256.Size]byte) *ma
 //  2. By digest, verified bytes already in memory for this upstream and
 //     repository are served with no upstream GET, once upstream has said
 //     (by a HEAD) that this client's credentials may read them.
-//  3. Otherwise the manifest is fetched upstream with GET (for HEAD too: the
+//  3. By tag, when the proxy holds verified bytes of this repository, it
+//     asks upstream with a HEAD which digest the tag names; bytes it holds
+//     for that digest are served (Docker Hub counts GETs as pulls, not
+//     HEADs).
+//  4. Otherwise the manifest is fetched upstream with GET (for HEAD too: the
 //     bytes must be hashed), Accept forwarded, at most 4 MiB, within the
 //     proxy's budget of bytes in flight.
-//  4. The bytes are hashed; by digest the hash must be the digest asked for.
-//  5. sigstore.ParseManifest reads the document strictly.
-//  6. The verifier decides on the digest; a refusal is 403 DENIED.
-//  7. Exactly the hashed bytes are served.
+//  5. The bytes are hashed; by digest the hash must be the digest asked for.
+//  6. sigstore.ParseManifest reads the document strictly.
+//  7. The verifier decides on the digest; a refusal is 403 DENIED.
+//  8. Exactly the hashed bytes are served.
 func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) error {
 	t, err := s.resolve(r)
 	if err != nil {
@@ -78,19 +82,23 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) error {
 	}
 	auth := t.up.clientAuth(r)
 	cred := credentialOf(auth)
-	key := cacheKey{registry: t.up.registry, repo: t.repo, digest: want}
 	if byDigest {
+		key := cacheKey{registry: t.up.registry, repo: t.repo, digest: want}
 		if m, allowed := s.manifests.get(key, cred); m != nil {
 			s.metrics.manifestCache(true)
 			if !allowed {
-				if err := s.checkAccess(r.Context(), t, m, auth); err != nil {
+				if _, err := s.headManifest(r.Context(), t, raw, m.mediaType, auth); err != nil {
 					return err
 				}
 				s.manifests.allow(key, cred)
 			}
-			return s.admitAndServe(w, r, t, m, auth, cred)
+			return s.admitAndServe(w, r, t, raw, m, auth, cred)
 		}
 		s.metrics.manifestCache(false)
+	} else if s.manifests.holds(t.up.registry, t.repo) {
+		if m := s.byTagFromMemory(r, t, raw, auth, cred); m != nil {
+			return s.admitAndServe(w, r, t, raw, m, auth, cred)
+		}
 	}
 	m, err := s.fetchShared(r.Context(), t, raw, r.Header, auth)
 	if err != nil {
@@ -102,22 +110,47 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) error {
 			Message: fmt.Sprintf("upstream %s sent content with digest %s for %s/%s@%s; refusing it",
 				t.up.registry, m.digest, t.up.registry, t.repo, raw)}
 	}
-	return s.admitAndServe(w, r, t, m, auth, cred)
+	return s.admitAndServe(w, r, t, raw, m, auth, cred)
+}
+
+// byTagFromMemory asks upstream with a HEAD which digest tag names, and
+// returns the verified bytes held for it, or nil (then the manifest is
+// fetched). The bytes were hashed when they were fetched; the HEAD only
+// says which of them the tag names now, as a GET would. A HEAD that fails
+// is no answer: the GET that follows reports upstream's own error.
+func (s *Server) byTagFromMemory(r *http.Request, t target, tag, auth string, cred credential) *manifest {
+	h, err := s.headManifest(r.Context(), t, tag, strings.Join(r.Header.Values("Accept"), ","), auth)
+	if err != nil {
+		return nil
+	}
+	d, err := sigstore.ParseDigest(h.Get("Docker-Content-Digest"))
+	if err != nil {
+		return nil
+	}
+	var sum [sha256.Size]byte
+	_, _ = hex.Decode(sum[:], []byte(d.Hex))
+	key := cacheKey{registry: t.up.registry, repo: t.repo, digest: sum}
+	m, _ := s.manifests.get(key, cred)
+	if m == nil || m.mediaType != sigstore.BaseMediaType(h.Get("Content-Type")) {
+		return nil
+	}
+	s.manifests.allow(key, cred) // the HEAD with these credentials succeeded
+	return m
 }
 
 // admitAndServe asks the verifier about m and serves it. An admitted m is
-// kept (or the copy already kept for its digest is served instead).
-func (s *Server) admitAndServe(w http.ResponseWriter, r *http.Request, t target, m *manifest, auth string, cred credential) error {
+// kept (or the copy already kept for its digest is served instead). ref is
+// the reference the client asked for, for the audit log.
+func (s *Server) admitAndServe(w http.ResponseWriter, r *http.Request, t target, ref string, m *manifest, auth string, cred credential) error {
 	img := verifier.Image{Registry: t.up.registry, Repository: t.repo, Digest: m.digest}
-	d, err := s.verifier.Decide(r.Context(), t.up.source(auth), img, m.doc)
+	src, err := t.up.source(r.Context(), t.repo, auth)
 	if err != nil {
 		return s.lookupError(r.Context(), img, err)
 	}
-	if rec, ok := w.(*recorder); ok {
-		rec.decision = string(d.Reason)
-		if d.Warn {
-			rec.decision = "warn: " + rec.decision
-		}
+	d, err := t.v.Decide(r.Context(), src, img, m.doc)
+	s.audit(r, t, ref, img, d, err)
+	if err != nil {
+		return s.lookupError(r.Context(), img, err)
 	}
 	if !d.Admit {
 		return &Error{Status: http.StatusForbidden, Code: CodeDenied, Message: d.Message}
@@ -145,35 +178,40 @@ func serveManifest(w http.ResponseWriter, r *http.Request, m *manifest) {
 	}
 }
 
-// checkAccess asks upstream, with a HEAD by digest, whether the client's
-// credentials may read m, before bytes fetched with other credentials are
-// served to it. A HEAD costs no body and, on Docker Hub, no pull.
-func (s *Server) checkAccess(client context.Context, t target, m *manifest, auth string) error {
-	ctx, cancel := context.WithTimeout(client, s.cfg.UpstreamTimeout)
+// headManifest sends a HEAD for repo's manifest ref upstream, as the
+// client reaches it, and returns the response's headers. Any answer but
+// 200 is the error the client gets. Before bytes fetched with other
+// credentials are served by digest, it says whether this client may read
+// them: a HEAD costs no body and, on Docker Hub, no pull.
+func (s *Server) headManifest(client context.Context, t target, ref, accept, auth string) (http.Header, error) {
+	ctx, cancel := context.WithTimeout(client, t.up.timeout)
 	defer cancel()
-	ref := m.digest.String()
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, "", nil)
 	if err != nil {
-		return fmt.Errorf("making request: %w", err)
+		return nil, fmt.Errorf("making request: %w", err)
 	}
 	req.URL = t.up.manifestURL(t.repo, ref)
 	req.Host = req.URL.Host
-	req.Header["Accept"] = []string{m.mediaType}
-	if auth != "" {
-		req.Header["Authorization"] = []string{auth}
+	if accept != "" {
+		req.Header["Accept"] = []string{accept}
 	}
-	resp, err := t.up.client.Do(req)
+	c, err := t.up.clientFor(ctx, t.repo, auth)
+	if err != nil {
+		return nil, s.fetchError(t, imageName(t, ref), err)
+	}
+	s.metrics.upstreamGets.WithLabelValues(t.up.registry, http.MethodHead).Inc()
+	resp, err := c.Do(req)
 	if err != nil {
 		if client.Err() != nil {
-			return errClientGone
+			return nil, errClientGone
 		}
-		return s.fetchError(t, imageName(t, ref), err)
+		return nil, s.fetchError(t, imageName(t, ref), err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return s.upstreamStatus(t, imageName(t, ref), resp)
+		return nil, s.upstreamStatus(t, imageName(t, ref), resp)
 	}
-	return nil
+	return resp.Header, nil
 }
 
 // lookupError maps a failed decision: 504 on a timeout, 503 with
@@ -232,7 +270,7 @@ func (s *Server) fetchShared(ctx context.Context, t target, ref string, in http.
 // 5xx is 502, a timeout 504, a truncated body 502, a document the parser
 // refuses 502 MANIFEST_INVALID.
 func (s *Server) fetchManifest(ctx context.Context, t target, ref string, in http.Header, auth string) (*manifest, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.UpstreamTimeout)
+	ctx, cancel := context.WithTimeout(ctx, t.up.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "", nil)
 	if err != nil {
@@ -243,10 +281,12 @@ func (s *Server) fetchManifest(ctx context.Context, t target, ref string, in htt
 	if accept := in["Accept"]; len(accept) > 0 {
 		req.Header["Accept"] = accept
 	}
-	if auth != "" {
-		req.Header["Authorization"] = []string{auth}
+	c, err := t.up.clientFor(ctx, t.repo, auth)
+	if err != nil {
+		return nil, s.fetchError(t, imageName(t, ref), err)
 	}
-	resp, err := t.up.client.Do(req)
+	s.metrics.upstreamGets.WithLabelValues(t.up.registry, http.MethodGet).Inc()
+	resp, err := c.Do(req)
 	if err != nil {
 		return nil, s.fetchError(t, imageName(t, ref), err)
 	}

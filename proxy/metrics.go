@@ -20,6 +20,8 @@ import (
 //	decisions_total{result,reason}        manifest decisions: admit, warn, deny
 //	manifest_cache_total{result}          by-digest lookups in the verified-bytes cache: hit, miss
 //	upstream_errors_total{upstream,kind}  timeout, network, status, ratelimited, truncated, invalid, digest, lookup
+//	upstream_manifest_requests_total{upstream,method}  manifest GETs and HEADs sent upstream
+//	config_reloads_total, config_reload_errors_total
 //	verifier_cache_hits_total, verifier_cache_misses_total, signature_lookups_total
 type metrics struct {
 	reg            *prometheus.Registry
@@ -28,6 +30,9 @@ type metrics struct {
 	decisions      *prometheus.CounterVec
 	cache          [2]prometheus.Counter // miss, hit
 	upstreamErrors *prometheus.CounterVec
+	reloads        prometheus.Counter
+	reloadErrors   prometheus.Counter
+	upstreamGets   *prometheus.CounterVec
 	// byCode caches requests_total children per route and status, so the
 	// hot path does not build label slices.
 	byCode [numRoutes][600]atomic.Pointer[prometheus.Counter]
@@ -60,7 +65,17 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 		Namespace: "cosign_proxy", Name: "manifest_cache_total",
 		Help: "By-digest lookups in the verified manifest bytes cache: hit or miss.",
 	}, []string{"result"})
-	for _, c := range []prometheus.Collector{m.requests, duration, m.decisions, cache, m.upstreamErrors} {
+	m.reloads = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "cosign_proxy", Name: "config_reloads_total", Help: "Configurations reloaded and put in force.",
+	})
+	m.reloadErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "cosign_proxy", Name: "config_reload_errors_total", Help: "Reloads refused (the configuration in force stayed).",
+	})
+	m.upstreamGets = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "cosign_proxy", Name: "upstream_manifest_requests_total",
+		Help: "Manifest requests the proxy sent upstream, by upstream and method (Docker Hub counts GETs as pulls).",
+	}, []string{"upstream", "method"})
+	for _, c := range []prometheus.Collector{m.requests, duration, m.decisions, cache, m.upstreamErrors, m.reloads, m.reloadErrors, m.upstreamGets} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -73,7 +88,7 @@ func newMetrics(reg *prometheus.Registry) (*metrics, error) {
 }
 
 // watchVerifier exports the verifier's own counters.
-func (m *metrics) watchVerifier(v *verifier.Verifier) {
+func (m *metrics) watchVerifier(stats func() verifier.Stats) {
 	for _, c := range []struct {
 		name, help string
 		get        func(verifier.Stats) uint64
@@ -85,7 +100,7 @@ func (m *metrics) watchVerifier(v *verifier.Verifier) {
 		get := c.get
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Namespace: "cosign_proxy", Name: c.name, Help: c.help,
-		}, func() float64 { return float64(get(v.Stats())) }))
+		}, func() float64 { return float64(get(stats())) }))
 	}
 }
 

@@ -50,11 +50,11 @@ func (s *Server) newReverseProxy(up *upstream) *httputil.ReverseProxy {
 			pr.Out.URL.Path = pr.In.URL.Path
 			pr.Out.URL.RawPath = ""
 			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
-			if !up.forwardAuth {
-				pr.Out.Header.Del("Authorization")
-			}
+			// The client's credentials go on only when they are for
+			// this upstream; passTransport adds them, or the proxy's own.
+			pr.Out.Header.Del("Authorization")
 		},
-		Transport:      blobTransport{up: up},
+		Transport:      passTransport{up: up},
 		ModifyResponse: s.gateBlob,
 		BufferPool:     s.buffers,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
@@ -94,14 +94,14 @@ func transportError(up *upstream, what string, err error) (string, *Error) {
 		Message: "upstream " + up.registry + " is unreachable for " + what, Err: err}
 }
 
-// forward streams r to t's upstream at path, without the ns parameter.
-func (s *Server) forward(w http.ResponseWriter, r *http.Request, t target, path string) {
-	out := *r
+// forward streams r to pr's upstream at path, without the ns parameter.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, pr *passRequest, path string) {
+	out := r.WithContext(context.WithValue(r.Context(), passRequestKey{}, pr))
 	u := *r.URL
 	u.Path, u.RawPath = path, ""
 	u.RawQuery = withoutNS(r.URL.RawQuery)
 	out.URL = &u
-	t.up.proxy.ServeHTTP(w, &out)
+	pr.t.up.proxy.ServeHTTP(w, out)
 }
 
 // withoutNS removes the ns parameter from a raw query.
@@ -137,17 +137,16 @@ func (s *Server) handleBlob(w http.ResponseWriter, r *http.Request) error {
 		return newError(http.StatusBadRequest, CodeDigestInvalid,
 			"invalid digest %q: want sha256:<64> or sha512:<128> lower-case hex", d)
 	}
-	bc := &blobCheck{t: t, digest: h, auth: t.up.clientAuth(r)}
+	pr := &passRequest{t: t, digest: h, auth: t.up.clientAuth(r), gate: r.Method == http.MethodGet}
 	if r.Method == http.MethodGet && rangeStart(r.Header.Get("Range")) != 0 {
 		// A range past the start shows none of what the blob begins with:
 		// classify the whole blob first.
-		if err := s.checkWholeBlob(r.Context(), bc); err != nil {
+		if err := s.checkWholeBlob(r.Context(), pr); err != nil {
 			return err
 		}
-		bc.checked = true
+		pr.gate = false
 	}
-	ctx := context.WithValue(r.Context(), blobCheckKey{}, bc)
-	s.forward(w, r.WithContext(ctx), t, "/v2/"+t.repo+"/blobs/"+d)
+	s.forward(w, r, pr, "/v2/"+t.repo+"/blobs/"+d)
 	return nil
 }
 
@@ -169,7 +168,7 @@ func (s *Server) handleTags(w http.ResponseWriter, r *http.Request) error {
 				"invalid page size n=%q: a number from 0 to %d", q.Get("n"), maxTagsPage)
 		}
 	}
-	s.forward(w, r, t, "/v2/"+t.repo+"/tags/list")
+	s.forward(w, r, &passRequest{t: t, auth: t.up.clientAuth(r)}, "/v2/"+t.repo+"/tags/list")
 	return nil
 }
 
@@ -188,7 +187,7 @@ func (s *Server) handleReferrers(w http.ResponseWriter, r *http.Request) error {
 	if _, err := sigstore.ParseDigest(d); err != nil {
 		return newError(http.StatusBadRequest, CodeDigestInvalid, "invalid digest %q: want sha256:<64 lower-case hex>", d)
 	}
-	s.forward(w, r, t, "/v2/"+t.repo+"/referrers/"+d)
+	s.forward(w, r, &passRequest{t: t, auth: t.up.clientAuth(r)}, "/v2/"+t.repo+"/referrers/"+d)
 	return nil
 }
 
@@ -200,7 +199,14 @@ func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if up == nil {
+	if up == nil || up.owned != nil {
+		// Nothing to ask upstream, or the proxy holds the credentials
+		// for it: the challenge, if any, is the proxy's own.
+		if up != nil {
+			if _, err := authenticate(r, stateOf(r), up); err != nil {
+				return err
+			}
+		}
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
@@ -209,6 +215,23 @@ func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) error {
 		}
 		return nil
 	}
-	s.forward(w, r, target{up: up}, "/v2/")
+	s.forward(w, r, &passRequest{t: target{up: up}, auth: up.clientAuth(r)}, "/v2/")
 	return nil
+}
+
+// authenticate checks the client's Basic credentials against clientAuth
+// when up needs them, and returns the user ("" when not needed). A client
+// without valid credentials gets 401 with a Basic challenge.
+func authenticate(r *http.Request, st *state, up *upstream) (string, error) {
+	if !up.needsClientAuth {
+		return "", nil
+	}
+	if st.users != nil {
+		if user, ok := st.users.check(r); ok {
+			return user, nil
+		}
+	}
+	return "", &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
+		Message: "authentication required: log in to this proxy (its upstream " + up.registry + " is not public)",
+		Header:  http.Header{"Www-Authenticate": {`Basic realm="cosign proxy"`}}}
 }

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -35,20 +36,28 @@ const (
 )
 
 // Server is the verifying registry proxy. It is an http.Handler.
+//
+// What a configuration decides (upstreams, policies, client
+// authentication) is one immutable state, swapped whole by Reload: a
+// request reads it once when it arrives and finishes on it.
 type Server struct {
-	cfg       Config
-	log       *slog.Logger
-	verifier  *verifier.Verifier
-	upstreams map[string]*upstream
-	order     []string  // registry names in configuration order, for messages
-	def       *upstream // nil when requests must name their upstream
-	manifests *manifestCache
-	inflight  *budget            // manifest bytes being read from upstreams
-	fetches   singleflight.Group // concurrent identical manifest fetches
-	metrics   *metrics
-	buffers   *bufferPool
-	handler   http.Handler
-	recorders sync.Pool
+	state     atomic.Pointer[state]
+	reloadMu  sync.Mutex
+	statsBase statsBase
+	opts      options
+	// shared is the transport of upstreams without TLS settings of
+	// their own, made once.
+	shared     http.RoundTripper
+	sharedOnce sync.Once
+	log        *slog.Logger
+	manifests  *manifestCache
+	inflight   *budget            // manifest bytes being read from upstreams
+	health     *health            // when each upstream last answered, for /readyz
+	fetches    singleflight.Group // concurrent identical manifest fetches
+	metrics    *metrics
+	buffers    *bufferPool
+	handler    http.Handler
+	recorders  sync.Pool
 }
 
 // Option configures a Server.
@@ -98,42 +107,26 @@ func New(cfg *Config, opts ...Option) (*Server, error) {
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
-	if o.transport == nil {
-		o.transport = newTransport(max(30*time.Second, c.UpstreamTimeout))
-	}
 	m, err := newMetrics(o.registry)
 	if err != nil {
 		return nil, fmt.Errorf("proxy: metrics: %w", err)
 	}
-	vc := c.verifierConfig()
-	vc.LookupTimeout = c.UpstreamTimeout
-	vc.OnDecision = m.decision
-	v, err := verifier.New(vc)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
-	m.watchVerifier(v)
 	s := &Server{
-		cfg:       c,
+		opts:      o,
 		log:       o.logger,
-		verifier:  v,
-		upstreams: make(map[string]*upstream, len(c.Upstreams)),
 		manifests: newManifestCache(c.Cache.ManifestBytes, c.Cache.TTL),
 		inflight:  &budget{max: c.Cache.InflightBytes},
+		health:    newHealth(),
 		metrics:   m,
 		buffers:   newBufferPool(),
 	}
 	s.recorders.New = func() any { return new(recorder) }
-	for _, u := range c.Upstreams {
-		up, err := newUpstream(u, c.forwardsCredentials(u), o.transport)
-		if err != nil {
-			return nil, fmt.Errorf("proxy: upstream %s: %w", u.Registry, err)
-		}
-		up.proxy = s.newReverseProxy(up)
-		s.upstreams[u.Registry] = up
-		s.order = append(s.order, u.Registry)
+	st, err := s.newState(c)
+	if err != nil {
+		return nil, err
 	}
-	s.def = s.upstreams[c.DefaultUpstream]
+	s.state.Store(st)
+	m.watchVerifier(s.verifierStats)
 	s.handler = s.accessLog(s.routes())
 	return s, nil
 }
@@ -145,13 +138,13 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 // Addr is the configured listen address.
-func (s *Server) Addr() string { return s.cfg.Listen }
+func (s *Server) Addr() string { return s.state.Load().cfg.Listen }
 
 // ListenAndServe listens on the configured address and serves until ctx is
 // done, then shuts down gracefully.
 func (s *Server) ListenAndServe(ctx context.Context) error {
 	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	ln, err := lc.Listen(ctx, "tcp", s.Addr())
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
@@ -160,9 +153,22 @@ func (s *Server) ListenAndServe(ctx context.Context) error {
 
 // Serve serves on ln until ctx is done, then stops accepting, lets
 // requests in flight finish for up to 10s, and returns nil. ln is closed.
+// While it serves, it pings the upstreams for /readyz.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	pctx, stopPings := context.WithCancel(ctx)
+	defer stopPings()
+	go s.pingLoop(pctx)
+	return s.serveHandler(ctx, ln, s.handler)
+}
+
+// MetricsHandler serves /metrics, for a metricsListen of its own.
+func (s *Server) MetricsHandler() http.Handler { return s.metrics.handler() }
+
+// serveHandler serves h on ln until ctx is done, then shuts down
+// gracefully (shutdownTimeout at most).
+func (s *Server) serveHandler(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{
-		Handler:           s.handler,
+		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		IdleTimeout:       idleTimeout,
@@ -197,11 +203,12 @@ const (
 	routeTags
 	routeReferrers
 	routeMetrics
+	routeHealth
 	routeOther
 	numRoutes
 )
 
-var routeNames = [numRoutes]string{"ping", "manifest", "blob", "tags", "referrers", "metrics", "other"}
+var routeNames = [numRoutes]string{"ping", "manifest", "blob", "tags", "referrers", "metrics", "health", "other"}
 
 // routes builds the router. The path is matched encoded and uncleaned, so
 // that %2F, ".." and "//" reach validation (and are refused) instead of
@@ -215,7 +222,11 @@ func (s *Server) routes() http.Handler {
 	r.MethodNotAllowedHandler = s.handle(routeOther, unsupported)
 	read := []string{http.MethodGet, http.MethodHead}
 
-	r.Path("/metrics").Methods(read...).Handler(s.withRoute(routeMetrics, s.metrics.handler()))
+	if s.state.Load().cfg.MetricsListen == "" {
+		r.Path("/metrics").Methods(read...).Handler(s.withRoute(routeMetrics, s.metrics.handler()))
+	}
+	r.Path("/healthz").Methods(read...).Handler(s.withRoute(routeHealth, http.HandlerFunc(s.handleHealthz)))
+	r.Path("/readyz").Methods(read...).Handler(s.withRoute(routeHealth, http.HandlerFunc(s.handleReadyz)))
 	r.Path("/v2/").Methods(read...).Handler(s.handle(routePing, s.handlePing))
 	r.Path("/v2").Methods(read...).Handler(s.handle(routePing, s.handlePing))
 	r.MatcherFunc(endpoint("manifests", "reference", "")).Methods(read...).Handler(s.handle(routeManifest, s.handleManifest))
@@ -342,10 +353,12 @@ func (s *Server) notFound(w http.ResponseWriter, r *http.Request) error {
 	return newError(http.StatusNotFound, CodeUnsupported, "not found: the registry API is under /v2/")
 }
 
-// target is the upstream and repository a request is for.
+// target is the upstream and repository a request is for, and the
+// verifier of the state the request runs on.
 type target struct {
 	up   *upstream
 	repo string
+	v    *verifier.Verifier
 }
 
 // resolve finds the upstream and repository of a /v2/<name>/... request:
@@ -354,62 +367,78 @@ type target struct {
 // is stripped); else the default upstream. An unknown ns is refused, never
 // sent elsewhere.
 func (s *Server) resolve(r *http.Request) (target, error) {
+	st := stateOf(r)
 	name := mux.Vars(r)["name"]
 	ns, err := nsParam(r)
 	if err != nil {
 		return target{}, err
 	}
 	if ns != "" {
-		up, err := s.namespace(ns)
+		up, err := st.namespace(ns)
 		if err != nil {
 			return target{}, err
 		}
-		if err := checkName(name); err != nil {
-			return target{}, err
-		}
-		return target{up: up, repo: name}, nil
+		return st.target(r, up, name)
 	}
 	if first, rest, ok := strings.Cut(name, "/"); ok {
-		if up := s.upstreams[first]; up != nil {
-			if err := checkName(rest); err != nil {
-				return target{}, err
-			}
-			return target{up: up, repo: rest}, nil
+		if up := st.upstreams[first]; up != nil {
+			return st.target(r, up, rest)
 		}
 	}
 	if err := checkName(name); err != nil {
 		if first, _, ok := strings.Cut(name, "/"); ok && strings.ContainsAny(first, ".:") {
-			err.Message += fmt.Sprintf(" (%q is not a configured upstream; have %s)", first, strings.Join(s.order, ", "))
+			err.Message += fmt.Sprintf(" (%q is not a configured upstream; have %s)", first, strings.Join(st.order, ", "))
 		}
 		return target{}, err
 	}
-	if s.def == nil {
+	if st.def == nil {
 		return target{}, newError(http.StatusNotFound, CodeNameUnknown,
 			"%s: no default upstream: name the registry with ?ns= or a /v2/<registry>/<repository>/ prefix (have %s)",
-			name, strings.Join(s.order, ", "))
+			name, strings.Join(st.order, ", "))
 	}
-	return target{up: s.def, repo: name}, nil
+	return st.target(r, st.def, name)
+}
+
+// target checks name and the client's credentials and makes the target
+// of up: Docker Hub's single names are under library/, as clients mean
+// them.
+func (st *state) target(r *http.Request, up *upstream, name string) (target, error) {
+	if err := checkName(name); err != nil {
+		return target{}, err
+	}
+	user, err := authenticate(r, st, up)
+	if err != nil {
+		return target{}, err
+	}
+	if rec := recorderOf(r); rec != nil {
+		rec.user = user
+	}
+	if up.dockerHub && !strings.Contains(name, "/") {
+		name = "library/" + name
+	}
+	return target{up: up, repo: name, v: st.verifier}, nil
 }
 
 // upstreamFor chooses the upstream of a request without a name (the ping):
 // ns, else the default, else nil.
 func (s *Server) upstreamFor(r *http.Request) (*upstream, error) {
+	st := stateOf(r)
 	ns, err := nsParam(r)
 	if err != nil {
 		return nil, err
 	}
 	if ns != "" {
-		return s.namespace(ns)
+		return st.namespace(ns)
 	}
-	return s.def, nil
+	return st.def, nil
 }
 
-func (s *Server) namespace(ns string) (*upstream, error) {
-	if up := s.upstreams[strings.ToLower(ns)]; up != nil {
+func (st *state) namespace(ns string) (*upstream, error) {
+	if up := st.upstreams[strings.ToLower(ns)]; up != nil {
 		return up, nil
 	}
 	return nil, newError(http.StatusNotFound, CodeNameUnknown,
-		"ns=%q is not an upstream of this proxy (have %s)", ns, strings.Join(s.order, ", "))
+		"ns=%q is not an upstream of this proxy (have %s)", ns, strings.Join(st.order, ", "))
 }
 
 // nsParam returns the ns query parameter; several different values are
@@ -468,6 +497,19 @@ type recorder struct {
 	bytes    int64
 	route    int
 	decision string
+	// st is the state the request runs on; user the client's name when
+	// it authenticated to the proxy; start when the request arrived.
+	st    *state
+	user  string
+	start time.Time
+}
+
+type recorderKey struct{}
+
+// recorderOf is the recorder of a request that went through accessLog.
+func recorderOf(r *http.Request) *recorder {
+	rec, _ := r.Context().Value(recorderKey{}).(*recorder)
+	return rec
 }
 
 // WriteHeader implements http.ResponseWriter.
@@ -496,7 +538,7 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := s.recorders.Get().(*recorder)
-		*rec = recorder{ResponseWriter: w, route: routeOther}
+		*rec = recorder{ResponseWriter: w, route: routeOther, st: s.state.Load(), start: start}
 		defer func() {
 			status := rec.status
 			if status == 0 {
@@ -504,18 +546,20 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 			}
 			elapsed := time.Since(start)
 			s.metrics.request(rec.route, status, elapsed)
-			if s.log.Enabled(r.Context(), slog.LevelInfo) {
+			if rec.route != routeHealth && s.log.Enabled(r.Context(), slog.LevelInfo) {
 				s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
 					slog.String("method", r.Method),
 					slog.String("path", r.URL.RequestURI()),
 					slog.Int("status", status),
 					slog.Int64("bytes", rec.bytes),
 					slog.Duration("duration", elapsed),
-					slog.String("decision", rec.decision))
+					slog.String("decision", rec.decision),
+					slog.String("client", r.RemoteAddr),
+					slog.String("user", rec.user))
 			}
 			*rec = recorder{}
 			s.recorders.Put(rec)
 		}()
-		next.ServeHTTP(rec, r)
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec)))
 	})
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -31,6 +32,15 @@ type upstream struct {
 	// upstream (see Upstream.ForwardCredentials); when false, requests to
 	// it carry none.
 	forwardAuth bool
+	// timeout bounds each manifest fetch and signature lookup.
+	timeout time.Duration
+	// owned is the proxy's own credentials for this upstream, or nil.
+	owned *ownedAuth
+	// needsClientAuth: clients must authenticate to the proxy to reach
+	// this upstream (it has proxy-owned credentials and is not public).
+	needsClientAuth bool
+	// dockerHub: single names mean library/<name>.
+	dockerHub bool
 }
 
 func newUpstream(u Upstream, forwardAuth bool, tr http.RoundTripper) (*upstream, error) {
@@ -114,21 +124,50 @@ func (up *upstream) blobURL(repo, digest string) *url.URL {
 // clientAuth is the client's Authorization header when it is for this
 // upstream, else "". A client (Docker above all) sends the credentials it
 // got for the proxy's host on every request to it, whichever upstream the
-// path names; they only go to the upstream they were issued for.
+// path names; they only go to the upstream they were issued for, and never
+// to an upstream the proxy holds its own credentials for.
 func (up *upstream) clientAuth(r *http.Request) string {
-	if !up.forwardAuth {
+	if !up.forwardAuth || up.owned != nil {
 		return ""
 	}
 	return r.Header.Get("Authorization")
 }
 
-// source reads signatures and payloads from this upstream with auth.
-func (up *upstream) source(auth string) *sigstore.Fetcher {
-	rt := up.transport
-	if auth != "" {
-		rt = &credentialTransport{base: up.transport, origin: up.base, auth: auth}
+// roundTripper is how the proxy reaches this upstream for repo on behalf
+// of a client whose forwarded Authorization is auth: with the proxy's own
+// credentials (token flow per repository), with auth, or anonymously.
+func (up *upstream) roundTripper(ctx context.Context, repo, auth string) (http.RoundTripper, error) {
+	switch {
+	case up.owned != nil:
+		return up.owned.transport(ctx, repo)
+	case auth != "":
+		return &credentialTransport{base: up.transport, origin: up.base, auth: auth}, nil
+	default:
+		return up.transport, nil
 	}
-	return sigstore.NewFetcher(up.baseStr, rt)
+}
+
+// clientFor is an http.Client over roundTripper: it follows redirects and
+// drops credentials off the upstream's origin.
+func (up *upstream) clientFor(ctx context.Context, repo, auth string) (*http.Client, error) {
+	if up.owned == nil && auth == "" {
+		return up.client, nil
+	}
+	rt, err := up.roundTripper(ctx, repo, auth)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: rt, CheckRedirect: up.checkRedirect}, nil
+}
+
+// source reads signatures and payloads from this upstream for repo as
+// roundTripper reaches it.
+func (up *upstream) source(ctx context.Context, repo, auth string) (*sigstore.Fetcher, error) {
+	rt, err := up.roundTripper(ctx, repo, auth)
+	if err != nil {
+		return nil, err
+	}
+	return sigstore.NewFetcher(up.baseStr, rt), nil
 }
 
 // credentialTransport adds a client's Authorization header to the

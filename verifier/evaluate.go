@@ -42,6 +42,8 @@ type Decision struct {
 	// SignedDigests are the digests that signatures made by a trusted key
 	// bind instead of this one (ReasonDigestMismatch).
 	SignedDigests []v1.Hash
+	// Cached says that Decide answered from its cache.
+	Cached bool
 }
 
 // Evaluate decides whether img may be served under p, given the signatures

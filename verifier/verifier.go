@@ -271,7 +271,9 @@ func (v *Verifier) decide(ctx context.Context, src Source, img Image, m *sigstor
 		}
 	}
 	v.inheritChildren(cp, img, e, m)
-	return cloneDecision(e.d), nil
+	d := cloneDecision(e.d)
+	d.Cached = ok
+	return d, nil
 }
 
 func checkImage(img Image) error {

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/cosign-dev/cosign/proxy"
 	"github.com/cosign-dev/cosign/proxy/demo"
@@ -15,35 +18,52 @@ import (
 const demoListen = "127.0.0.1:5050"
 
 func runProxy(ctx context.Context, c *cli, args []string) error {
-	fs := newFlagSet("proxy", "[--config FILE] [--listen ADDR]",
+	fs := newFlagSet("proxy", "[--config FILE [--check]] [--listen ADDR]",
 		"Run a registry proxy that verifies signatures on every manifest pull and refuses digests\n"+
-			"no trusted key signed. With --config, serve the upstreams and policies of that YAML file.\n"+
-			"Without it, run the embedded demo: an in-process upstream registry holding a signed and an\n"+
-			"unsigned image, behind the proxy, with the pull commands to try (no network needed).\n"+
-			"Stops on SIGINT or SIGTERM.",
+			"no trusted key signed. With --config, serve the upstreams and policies of that YAML file;\n"+
+			"SIGHUP, or a change of the file or of any key, credential or certificate file it names,\n"+
+			"reloads it (a file that does not load is logged and the configuration in force stays).\n"+
+			"With --check, load the file and everything it names, say whether it is valid, and exit.\n"+
+			"Without --config, run the embedded demo: an in-process upstream registry holding a signed\n"+
+			"and an unsigned image, behind the proxy, with the pull commands to try (no network needed).\n"+
+			"SIGINT or SIGTERM stops it: no new connections, requests in flight finish (10s at most).",
 		c.stdout)
 	configPath := fs.String("config", "", "proxy configuration file (YAML)")
 	listen := fs.String("listen", "", "address to listen on (default: the config's, or "+demoListen+" for the demo)")
+	check := fs.Bool("check", false, "with --config: validate the configuration and exit 0 (valid) or 1")
 	if err := fs.noArgs(args); err != nil {
 		return err
 	}
 	if *configPath == "" {
+		if *check {
+			return fmt.Errorf("%w: --check needs --config", errUsage)
+		}
 		return c.runDemo(ctx, *listen)
 	}
-	cfg, err := proxy.LoadConfig(*configPath)
-	if err != nil {
-		return err
+	if *check {
+		if err := proxy.Check(*configPath); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "%s: valid\n", *configPath)
+		return nil
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	reload := make(chan struct{}, 1)
+	go func() {
+		for range hup {
+			select {
+			case reload <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	err := proxy.Run(ctx, proxy.RunOptions{ConfigPath: *configPath, Listen: *listen, Stderr: c.stderr, Reload: reload})
+	if err == nil {
+		fmt.Fprintln(c.stderr, "cosign proxy stopped")
 	}
-	logs, opt := c.proxyLogger()
-	defer logs.Close()
-	srv, err := proxy.New(cfg, opt)
-	if err != nil {
-		return err
-	}
-	return c.serve(ctx, srv)
+	return err
 }
 
 // runDemo runs the embedded demo until ctx ends.
