@@ -59,8 +59,9 @@ var ErrNotKept = errors.New("signature could not be kept")
 // own manifest and tags are never written.
 //
 // Several signers may append at once. Registries have no conditional write,
-// so each append is checked: just before its push the tag must still be the
-// manifest the append was based on (else it is based again on the new one),
+// so each append is checked: between its blobs and its manifest push the tag
+// must still be the manifest the append was based on (else it is based again
+// on the new one),
 // and after the push the manifest is read back after a settle time (twice
 // the time the append took, at least minSettle, with jitter); a signature
 // another writer's push dropped is appended again. After keepAttempts pushes
