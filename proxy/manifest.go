@@ -84,18 +84,18 @@ func (s *Server) handleManifest(w http.ResponseWriter, r *http.Request) error {
 	cred := credentialOf(auth)
 	if byDigest {
 		key := cacheKey{registry: t.up.registry, repo: t.repo, digest: want}
-		if m, allowed := s.manifests.get(key, cred); m != nil {
+		if m, allowed := t.mc.get(key, cred); m != nil {
 			s.metrics.manifestCache(true)
 			if !allowed {
 				if _, err := s.headManifest(r.Context(), t, raw, m.mediaType, auth); err != nil {
 					return err
 				}
-				s.manifests.allow(key, cred)
+				t.mc.allow(key, cred)
 			}
 			return s.admitAndServe(w, r, t, raw, m, auth, cred)
 		}
 		s.metrics.manifestCache(false)
-	} else if s.manifests.holds(t.up.registry, t.repo) {
+	} else if t.mc.holds(t.up.registry, t.repo) {
 		if m := s.byTagFromMemory(r, t, raw, auth, cred); m != nil {
 			return s.admitAndServe(w, r, t, raw, m, auth, cred)
 		}
@@ -130,11 +130,11 @@ func (s *Server) byTagFromMemory(r *http.Request, t target, tag, auth string, cr
 	var sum [sha256.Size]byte
 	_, _ = hex.Decode(sum[:], []byte(d.Hex))
 	key := cacheKey{registry: t.up.registry, repo: t.repo, digest: sum}
-	m, _ := s.manifests.get(key, cred)
+	m, _ := t.mc.get(key, cred)
 	if m == nil || m.mediaType != sigstore.BaseMediaType(h.Get("Content-Type")) {
 		return nil
 	}
-	s.manifests.allow(key, cred) // the HEAD with these credentials succeeded
+	t.mc.allow(key, cred) // the HEAD with these credentials succeeded
 	return m
 }
 
@@ -161,7 +161,7 @@ func (s *Server) admitAndServe(w http.ResponseWriter, r *http.Request, t target,
 	}
 	var sum [sha256.Size]byte
 	_, _ = hex.Decode(sum[:], []byte(m.digest.Hex))
-	m = s.manifests.add(cacheKey{registry: t.up.registry, repo: t.repo, digest: sum}, m, cred)
+	m = t.mc.add(cacheKey{registry: t.up.registry, repo: t.repo, digest: sum}, m, cred)
 	serveManifest(w, r, m)
 	return nil
 }

@@ -112,13 +112,12 @@ func New(cfg *Config, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("proxy: metrics: %w", err)
 	}
 	s := &Server{
-		opts:      o,
-		log:       o.logger,
-		manifests: newManifestCache(c.Cache.ManifestBytes, c.Cache.TTL),
-		inflight:  &budget{max: c.Cache.InflightBytes},
-		health:    newHealth(),
-		metrics:   m,
-		buffers:   newBufferPool(),
+		opts:     o,
+		log:      o.logger,
+		inflight: &budget{max: c.Cache.InflightBytes},
+		health:   newHealth(),
+		metrics:  m,
+		buffers:  newBufferPool(),
 	}
 	s.recorders.New = func() any { return new(recorder) }
 	st, err := s.newState(c)
@@ -359,6 +358,7 @@ type target struct {
 	up   *upstream
 	repo string
 	v    *verifier.Verifier
+	mc   *manifestCache
 }
 
 // resolve finds the upstream and repository of a /v2/<name>/... request:
@@ -416,7 +416,7 @@ func (st *state) target(r *http.Request, up *upstream, name string) (target, err
 	if up.dockerHub && !strings.Contains(name, "/") {
 		name = "library/" + name
 	}
-	return target{up: up, repo: name, v: st.verifier}, nil
+	return target{up: up, repo: name, v: st.verifier, mc: st.manifests}, nil
 }
 
 // upstreamFor chooses the upstream of a request without a name (the ping):

@@ -20,6 +20,10 @@ type state struct {
 	order     []string             // registry names in configuration order, for messages
 	def       *upstream            // nil when requests must name their upstream
 	users     *htpasswd            // nil without clientAuth
+	// manifests are the verified bytes, kept per state: a reload may
+	// point a registry name at another URL, where other credentials may
+	// read them.
+	manifests *manifestCache
 }
 
 // stateOf is the state a request runs on: the one in force when it
@@ -41,7 +45,8 @@ func (s *Server) newState(c Config) (*state, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
-	st := &state{cfg: c, verifier: v, upstreams: make(map[string]*upstream, len(c.Upstreams))}
+	st := &state{cfg: c, verifier: v, upstreams: make(map[string]*upstream, len(c.Upstreams)),
+		manifests: newManifestCache(c.Cache.ManifestBytes, c.Cache.TTL)}
 	if c.ClientAuth != nil {
 		if st.users, err = loadHtpasswd(c.ClientAuth.Htpasswd); err != nil {
 			return nil, fmt.Errorf("proxy: clientAuth: %w", err)
