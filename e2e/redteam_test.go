@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/crane"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -91,6 +93,17 @@ func TestRedTeamEmbeddedDataInSignatureIndex(t *testing.T) {
 			"(config and layers %v) was taken from the entry's data field; want refused", res.Digest, res.Children, evil.digest, evil.blobs)
 	} else {
 		t.Logf("crane failed to pull prod/app:v1, as it must: %v", err)
+	}
+
+	// `crane pull PROXY/prod/app:v1 out.tar` resolves the index for
+	// linux/amd64, which an entry without a platform is taken to be.
+	img, err := crane.Pull(p.addr+"/prod/app:v1", crane.Insecure, crane.WithPlatform(&v1.Platform{OS: "linux", Architecture: "amd64"}))
+	if err == nil {
+		err = readImage(img)
+	}
+	if err == nil {
+		d, _ := img.Digest()
+		t.Errorf("crane.Pull (as `crane pull`) got image %s from prod/app:v1 through the proxy, config and layers included; want refused", d)
 	}
 }
 
