@@ -2,22 +2,29 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // TestPipedPasswordEncryptsTheKey is the regression test for a password
@@ -351,4 +358,111 @@ func pushPlatformIndex(t *testing.T, ref string) []v1.Hash {
 		t.Fatal(err)
 	}
 	return digests
+}
+
+// htpasswdConfig is a docker-registry configuration with basic auth.
+const htpasswdConfig = `version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: %s
+auth:
+  htpasswd:
+    realm: cosign-e2e
+    path: %s
+http:
+  addr: %s
+`
+
+// startAuthRegistry starts docker-registry with basic auth for user:password
+// and returns its host:port once /v2/ asks for credentials.
+func startAuthRegistry(t *testing.T, user, password string) string {
+	t.Helper()
+	Require(t, "docker-registry")
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte(user+":"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(FreePort(t)))
+	cfg := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, htpasswdConfig, filepath.Join(dir, "storage"), htpasswd, addr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := StartProcess(t, exec.Command("docker-registry", "serve", cfg))
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := client.Get("http://" + addr + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusUnauthorized {
+				return addr
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("docker-registry with auth did not answer 401 on /v2/: %v\n%s", err, p.Output())
+		}
+		select {
+		case <-p.Exited():
+			t.Fatalf("docker-registry exited:\n%s", p.Output())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// dockerConfig writes a Docker config.json with user:password for host and
+// returns its directory, for DOCKER_CONFIG.
+func dockerConfig(t *testing.T, host, user, password string) string {
+	t.Helper()
+	dir := t.TempDir()
+	auth := base64.StdEncoding.EncodeToString([]byte(user + ":" + password))
+	cfg := fmt.Sprintf(`{"auths":{%q:{"auth":%q}}}`, host, auth)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestUnauthorizedNamesDockerLogin: against a registry with basic auth, a
+// 401 says whether credentials were configured and names docker login;
+// the right credentials from the Docker config sign and verify.
+func TestUnauthorizedNamesDockerLogin(t *testing.T) {
+	Require(t, "docker-registry")
+	reg := startAuthRegistry(t, "signer", "s3cret")
+	sh := NewShell(t)
+	sh.Set("COSIGN_PASSWORD", "")
+	sh.MustRun(t, "", "generate-key-pair")
+	img := reg + "/private/app"
+
+	stdout, stderr, code := sh.Run(t, "", "verify", "-key", "cosign.pub", img)
+	mustFail(t, "no credentials", stdout, stderr, code, "none are configured for "+reg+": run 'docker login "+reg+"'")
+	if strings.Contains(stderr, "map[") {
+		t.Errorf("stderr %q shows a Go map", stderr)
+	}
+	sh.Set("DOCKER_CONFIG", dockerConfig(t, reg, "signer", "wrong"))
+	stdout, stderr, code = sh.Run(t, "", "sign", "-key", "cosign.key", img)
+	mustFail(t, "wrong credentials", stdout, stderr, code, "refused the credentials configured for "+reg+": run 'docker login "+reg+"' again")
+
+	ref, err := name.ParseReference(img, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pushed, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, pushed, remote.WithAuth(&authn.Basic{Username: "signer", Password: "s3cret"})); err != nil {
+		t.Fatal(err)
+	}
+	sh.Set("DOCKER_CONFIG", dockerConfig(t, reg, "signer", "s3cret"))
+	sh.MustRun(t, "", "sign", "-key", "cosign.key", img)
+	sh.MustRun(t, "", "verify", "-key", "cosign.pub", img)
 }

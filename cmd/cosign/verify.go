@@ -252,7 +252,11 @@ func signedDigest(pub sigstore.PublicKey, sigs []sigstore.Signature, want v1.Has
 		if len(claims.Digests) == 1 {
 			return claims.Digests[0].String()
 		}
-		return fmt.Sprint(claims.Digests)
+		names := make([]string, len(claims.Digests))
+		for i, d := range claims.Digests {
+			names[i] = d.String()
+		}
+		return strings.Join(names, ", ")
 	}
 	return "another digest"
 }
