@@ -961,3 +961,135 @@ func testCertificate(t *testing.T) (cert, key []byte) {
 	testCert.key = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 	return testCert.cert, testCert.key
 }
+
+// TestInstallHostsScript runs the DaemonSet's hosts.toml installer with
+// this machine's sh, on a copy of the ConfigMap volume laid out as the
+// kubelet lays it out (files in a timestamped directory, ..data and the
+// top-level names as symlinks), twice, the second time with changed
+// files as after an update: each <registry>/hosts.toml must end up in
+// certs.d with the ConfigMap's content, and nothing else.
+func TestInstallHostsScript(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh on PATH")
+	}
+	m := loadManifests(t)
+	ds := find[*appsv1.DaemonSet](m)[0]
+	s := &ds.Spec.Template.Spec
+	cm := m.configMap("cosign-containerd-hosts")
+	var hostsVol, certsVol string
+	var items []corev1.KeyToPath
+	for _, v := range s.Volumes {
+		switch {
+		case v.ConfigMap != nil && v.ConfigMap.Name == cm.Name:
+			hostsVol, items = v.Name, v.ConfigMap.Items
+		case v.HostPath != nil && v.HostPath.Path == containerdCertsD:
+			certsVol = v.Name
+		}
+	}
+	var installer *corev1.Container
+	var hostsMount, certsMount string
+	for i, c := range s.InitContainers {
+		for _, vm := range c.VolumeMounts {
+			switch vm.Name {
+			case hostsVol:
+				installer, hostsMount = &s.InitContainers[i], vm.MountPath
+			case certsVol:
+				certsMount = vm.MountPath
+			}
+		}
+	}
+	if installer == nil || hostsMount == "" || certsMount == "" {
+		t.Fatal("DaemonSet: no init container mounts both the hosts ConfigMap and the certs.d hostPath")
+	}
+	cmd := slices.Concat(installer.Command, installer.Args)
+	if len(cmd) != 3 || cmd[0] != "/bin/sh" || !strings.HasPrefix(cmd[1], "-") {
+		t.Fatalf("installer: command %q, want [/bin/sh -ec SCRIPT]", cmd)
+	}
+	tmp := t.TempDir()
+	hostsDir, certsDir := filepath.Join(tmp, "hosts"), filepath.Join(tmp, "certs.d")
+	if err := os.MkdirAll(certsDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The mount paths as whole words of the script: not /hosts of
+	// */hosts.toml.
+	script := cmd[2]
+	for mount, dir := range map[string]string{hostsMount: hostsDir, certsMount: certsDir} {
+		re := regexp.MustCompile(`(^|[\s"'])` + regexp.QuoteMeta(mount) + `([/\s"']|$)`)
+		script = re.ReplaceAllString(script, "${1}"+dir+"${2}")
+	}
+
+	for round, suffix := range []string{"", "# changed\n"} {
+		layConfigMapVolume(t, hostsDir, round, items, cm.Data, suffix)
+		out, err := exec.Command(sh, cmd[1], script).CombinedOutput()
+		if err != nil {
+			t.Fatalf("round %d: the installer script failed: %v\n%s\nscript:\n%s", round, err, out, script)
+		}
+		var got []string
+		err = filepath.WalkDir(certsDir, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			rel, _ := filepath.Rel(certsDir, p)
+			got = append(got, rel)
+			if d.Type()&os.ModeSymlink != 0 {
+				t.Errorf("round %d: %s is a symlink into the ConfigMap volume, want a copy", round, rel)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []string
+		for _, it := range items {
+			want = append(want, it.Path)
+			data, err := os.ReadFile(filepath.Join(certsDir, it.Path))
+			if err != nil {
+				t.Errorf("round %d: %v", round, err)
+				continue
+			}
+			if string(data) != cm.Data[it.Key]+suffix {
+				t.Errorf("round %d: %s holds %q, want the ConfigMap's %s", round, it.Path, data, it.Key)
+			}
+		}
+		sort.Strings(got)
+		sort.Strings(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("round %d: certs.d holds %v, want exactly %v", round, got, want)
+		}
+	}
+}
+
+// layConfigMapVolume writes items as the kubelet does for a ConfigMap
+// volume: the files in ..<timestamp>/, ..data pointing at it, and each
+// top-level name a symlink through ..data.
+func layConfigMapVolume(t *testing.T, dir string, round int, items []corev1.KeyToPath, data map[string]string, suffix string) {
+	t.Helper()
+	ts := fmt.Sprintf("..2026_01_01_00_00_0%d.000000001", round)
+	for _, it := range items {
+		p := filepath.Join(dir, ts, it.Path)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data[it.Key]+suffix), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tmpLink := filepath.Join(dir, "..data_tmp")
+	if err := os.Symlink(ts, tmpLink); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmpLink, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range items {
+		top := strings.Split(it.Path, "/")[0]
+		link := filepath.Join(dir, top)
+		if _, err := os.Lstat(link); err == nil {
+			continue
+		}
+		if err := os.Symlink(filepath.Join("..data", top), link); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
