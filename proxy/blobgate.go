@@ -55,42 +55,70 @@ func (s *Server) gateBlob(resp *http.Response) error {
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {
 		return nil
 	}
-	br := bufio.NewReaderSize(resp.Body, blobPeek)
-	head, err := br.Peek(blobPeek)
-	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+	jsonLike, err := peekJSON(resp)
+	if err != nil || !jsonLike {
 		return err
-	}
-	resp.Body = readCloser{br, resp.Body}
-	if !startsLikeJSON(head, len(head) < blobPeek) {
-		return nil
 	}
 	ctx := resp.Request.Context()
 	if resp.StatusCode == http.StatusPartialContent {
 		// A part of a JSON blob: judge the whole.
 		return s.checkWholeBlob(ctx, bc)
 	}
-	body, l, err := s.readManifest(resp)
-	defer l.release()
+	body, l, err := s.readJSONBlob(ctx, resp, bc)
 	if err != nil {
-		if e, ok := err.(*Error); ok && e.Code == CodeManifestInvalid {
-			return &Error{Status: http.StatusForbidden, Code: CodeDenied,
-				Message: fmt.Sprintf("%s/%s@%s: refused: a blob that starts like JSON and is over 4 MiB cannot be checked for being a manifest",
-					bc.t.up.registry, bc.t.repo, bc.digest)}
-		}
+		l.release()
 		return err
 	}
-	if err := s.admitBlob(ctx, bc, body); err != nil {
-		return err
-	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
+	// The bytes stay leased from the in-flight budget until the client
+	// has them: slow readers of JSON blobs cannot pin unbounded memory.
+	resp.Body = leasedBody{Reader: bytes.NewReader(body), l: l}
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	return nil
 }
 
+// leasedBody releases its lease when closed.
+type leasedBody struct {
+	*bytes.Reader
+	l *lease
+}
+
+func (b leasedBody) Close() error {
+	b.l.release()
+	return nil
+}
+
+// peekJSON reports whether resp's body starts like a JSON object, leaving
+// the body to be read from its start.
+func peekJSON(resp *http.Response) (bool, error) {
+	br := bufio.NewReaderSize(resp.Body, blobPeek)
+	head, err := br.Peek(blobPeek)
+	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+		return false, err
+	}
+	resp.Body = readCloser{br, resp.Body}
+	return startsLikeJSON(head, len(head) < blobPeek), nil
+}
+
+// readJSONBlob reads a blob that starts like JSON whole, at most 4 MiB,
+// and admits it (admitBlob). A larger one cannot be checked and is
+// refused. The lease is the caller's to release.
+func (s *Server) readJSONBlob(ctx context.Context, resp *http.Response, bc *passRequest) ([]byte, *lease, error) {
+	body, l, err := s.readManifest(resp)
+	if err != nil {
+		if e, ok := err.(*Error); ok && e.Code == CodeManifestInvalid {
+			err = &Error{Status: http.StatusForbidden, Code: CodeDenied,
+				Message: fmt.Sprintf("%s/%s@%s: refused: a blob that starts like JSON and is over 4 MiB cannot be checked for being a manifest",
+					bc.t.up.registry, bc.t.repo, bc.digest)}
+		}
+		return nil, l, err
+	}
+	return body, l, s.admitBlob(ctx, bc, body)
+}
+
 // checkWholeBlob fetches a blob whole, at most 4 MiB, and admits it as
-// admitBlob does; a blob that does not start like JSON, or is larger, is
-// no manifest and passes (its range is then served as it comes).
+// admitBlob does; a blob that does not start like JSON is no manifest and
+// passes (its range is then served as it comes).
 func (s *Server) checkWholeBlob(ctx context.Context, bc *passRequest) error {
 	ctx, cancel := context.WithTimeout(ctx, bc.t.up.timeout)
 	defer cancel()
@@ -100,35 +128,29 @@ func (s *Server) checkWholeBlob(ctx context.Context, bc *passRequest) error {
 	}
 	req.URL = bc.t.up.blobURL(bc.t.repo, bc.digest.String())
 	req.Host = req.URL.Host
+	what := bc.t.up.registry + "/" + bc.t.repo + "@" + bc.digest.String()
 	client, err := bc.t.up.clientFor(ctx, bc.t.repo, bc.auth)
 	if err != nil {
-		return s.fetchError(bc.t, bc.t.up.registry+"/"+bc.t.repo, err)
+		return s.fetchError(bc.t, what, err)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return s.fetchError(bc.t, bc.t.up.registry+"/"+bc.t.repo+"@"+bc.digest.String(), err)
+		return s.fetchError(bc.t, what, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return nil // the ranged request gets upstream's own answer
 	}
-	br := bufio.NewReaderSize(resp.Body, blobPeek)
-	head, _ := br.Peek(blobPeek)
-	if !startsLikeJSON(head, len(head) < blobPeek) {
+	jsonLike, err := peekJSON(resp)
+	if err != nil {
+		return s.fetchError(bc.t, what, err)
+	}
+	if !jsonLike {
 		return nil
 	}
-	resp.Body = readCloser{br, resp.Body}
-	body, l, err := s.readManifest(resp)
-	defer l.release()
-	if err != nil {
-		if e, ok := err.(*Error); ok && e.Code == CodeManifestInvalid {
-			return &Error{Status: http.StatusForbidden, Code: CodeDenied,
-				Message: fmt.Sprintf("%s/%s@%s: refused: a blob that starts like JSON and is over 4 MiB cannot be checked for being a manifest",
-					bc.t.up.registry, bc.t.repo, bc.digest)}
-		}
-		return err
-	}
-	return s.admitBlob(ctx, bc, body)
+	_, l, err := s.readJSONBlob(ctx, resp, bc)
+	l.release()
+	return err
 }
 
 // admitBlob lets body through unless a client could take it for a
