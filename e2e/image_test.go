@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/cosign-dev/cosign/verifier"
 )
 
@@ -175,6 +177,26 @@ defaultPolicy: deny
 		t.Errorf("pulling prod/unsigned:v1 through the image: err %v, output %q; want DENIED", err, res.Output)
 	}
 
+	// The node proxy's shape: a private containerd whose hosts.toml for the
+	// upstream is the one deploy/kubernetes installs on every node, with
+	// the container as its server.
+	t.Run("containerd with the shipped hosts.toml", func(t *testing.T) {
+		m := Mirror{Proxy: addr, Upstream: upstream}
+		c := NewContainerdClient(t, m)
+		writeFile(t, filepath.Join(c.(*containerdClient).hostsDir, upstream, "hosts.toml"), shippedHostsToml(t, root, addr))
+		res, err := c.Pull(ctx, "prod/signed:v1")
+		if err != nil {
+			t.Fatalf("ctr pull of the signed image: %v\n%s", err, res.Output)
+		}
+		if res.Digest != signed.String() {
+			t.Errorf("ctr pulled %s, want %s", res.Digest, signed)
+		}
+		res, err = c.Pull(ctx, "prod/unsigned:v1")
+		if err == nil || !strings.Contains(res.Output, "403") {
+			t.Errorf("ctr pull of the unsigned image: err %v, output %q; want a 403 refusal", err, res.Output)
+		}
+	})
+
 	// SIGTERM (docker stop) ends it with status 0, as PID 1 of its
 	// container.
 	if out, err := runTool(ctx, nil, "docker", "stop", "--time", "20", container); err != nil {
@@ -264,4 +286,29 @@ func randomSuffix(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return hex.EncodeToString(b)
+}
+
+// nodeProxyAddr is where the node proxy of deploy/kubernetes listens, as
+// its hosts.toml files name it.
+const nodeProxyAddr = "127.0.0.1:5050"
+
+// shippedHostsToml returns the hosts.toml that deploy/kubernetes installs
+// for docker.io, with the node proxy's address replaced by addr.
+func shippedHostsToml(t *testing.T, root, addr string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "kubernetes", "configmap-hosts.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Data map[string]string `yaml:"data"`
+	}
+	if err := yaml.Unmarshal(data, &cm); err != nil {
+		t.Fatalf("configmap-hosts.yaml: %v", err)
+	}
+	toml, ok := cm.Data["docker.io.hosts.toml"]
+	if !ok || !strings.Contains(toml, "http://"+nodeProxyAddr) {
+		t.Fatalf("configmap-hosts.yaml: no docker.io.hosts.toml naming http://%s:\n%s", nodeProxyAddr, data)
+	}
+	return strings.ReplaceAll(toml, nodeProxyAddr, addr)
 }
