@@ -28,6 +28,7 @@ var allCases = []benchCase{
 	{6, "verification alone (Go benchmark)", caseVerify},
 	{7, "growth of the decision cache (Go benchmark)", caseGrowth},
 	{8, "full image pull by real clients", caseClients},
+	{9, "slow readers of a large manifest", caseSlowReaders},
 }
 
 // parseCases reads "1,2,5" (or "all") into a caseSet.

@@ -62,7 +62,7 @@ func setUp(ctx context.Context, o *options) (*env, error) {
 		return nil, fmt.Errorf("workspace: %w", err)
 	}
 	e := &env{o: o, ws: ws}
-	if !o.cases.any(1, 2, 3, 4, 5, 8) {
+	if !o.cases.any(1, 2, 3, 4, 5, 8, 9) {
 		return e, nil // cases 6 and 7 only run Go benchmarks
 	}
 	steps := []struct {
