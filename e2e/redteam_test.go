@@ -330,3 +330,54 @@ func TestRedTeamJunkReferrersHideBundleSignature(t *testing.T) {
 		t.Errorf("ctr pull %s:v1 (bundle-signed) failed after junk referrers were added: %v\n%s", repo, err, lastLines(res.Output, 3))
 	}
 }
+
+// TestRedTeamPrefilledReferrersTagHidesNewBundle: on a registry without
+// the referrers API (docker-registry 2.8 here), cosign sign --bundle adds
+// its referrer to the OCI index under the referrers tag sha256-<hex>,
+// keeping what is there and sorting the entries by digest, with no bound
+// (the .sig writer refuses past 100 layers; this one does not). An
+// attacker who fills that tag first, with 100 junk bundle referrers whose
+// digests start with "000", makes every later bundle signature sort past
+// the 100 entries the proxy reads: cosign sign --bundle succeeds, and the
+// proxy refuses the correctly signed image.
+//
+// Fails until a bundle signature added after junk referrers is still
+// read (or cosign sign --bundle refuses to write one that will not be).
+func TestRedTeamPrefilledReferrersTagHidesNewBundle(t *testing.T) {
+	t.Parallel()
+	l := newGateLab(t)
+	const repo = "prod/app"
+	ref := l.registry + "/" + repo + ":v1"
+	d := PushRandomImage(t, ref)
+	self := craftedDescriptor{MediaType: string(types.DockerManifestSchema2), Digest: d.String(),
+		Size: int64(len(manifestBytes(t, l.registry+"/"+repo+"@"+d.String())))}
+	empty := l.raw.emptyConfig(repo)
+	layer := empty
+	layer.MediaType = bundleType
+	var junk []craftedDescriptor
+	for i := 0; len(junk) < 100 && i < 5_000_000; i++ {
+		m := craftedManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1), ArtifactType: bundleType,
+			Config: &empty, Layers: &[]craftedDescriptor{layer}, Subject: &self,
+			Annotations: map[string]string{"nonce": strconv.Itoa(i)}}
+		body, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, _, _ := v1.SHA256(bytes.NewReader(body)); !strings.HasPrefix(h.Hex, "000") {
+			continue
+		}
+		e := l.raw.manifest(repo, "", m.MediaType, body)
+		e.ArtifactType = bundleType
+		junk = append(junk, e)
+	}
+	if len(junk) < 100 {
+		t.Fatalf("ground only %d junk referrers", len(junk))
+	}
+	l.raw.manifestJSON(repo, "sha256-"+d.Hex, referrersIndex(junk))
+
+	l.signBundle(t, ref) // the defender signs, after the attacker
+	p := l.proxy(t, l.registry, l.registry)
+	if a := send(t, http.MethodGet, manifestURL(p.addr, repo, "v1"), "Accept", manifestAccept); a.status != http.StatusOK {
+		t.Errorf("%s:v1, signed with cosign sign --bundle after the referrers tag was filled with junk, was answered %s, want 200", repo, a)
+	}
+}
