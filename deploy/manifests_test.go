@@ -1093,3 +1093,70 @@ func layConfigMapVolume(t *testing.T, dir string, round int, items []corev1.KeyT
 		}
 	}
 }
+
+// TestAPIServerRules checks a few rules the API server enforces that
+// decoding does not: a workload's selector matches its pod template, port
+// names are IANA service names, ConfigMap and Secret keys are valid, and
+// volume item paths stay inside their volume.
+func TestAPIServerRules(t *testing.T) {
+	m := loadManifests(t)
+	for _, d := range find[*appsv1.DaemonSet](m) {
+		if d.Spec.Selector == nil || !selects(d.Spec.Selector.MatchLabels, d.Spec.Template.Labels) {
+			t.Errorf("DaemonSet %s: selector does not match its template's labels", d.Name)
+		}
+	}
+	for _, d := range find[*appsv1.Deployment](m) {
+		if d.Spec.Selector == nil || !selects(d.Spec.Selector.MatchLabels, d.Spec.Template.Labels) {
+			t.Errorf("Deployment %s: selector does not match its template's labels", d.Name)
+		}
+	}
+	portName := regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+	for _, p := range m.pods() {
+		for _, c := range slices.Concat(p.spec.InitContainers, p.spec.Containers) {
+			for _, cp := range c.Ports {
+				if len(cp.Name) > 15 || !portName.MatchString(cp.Name) || !strings.ContainsAny(cp.Name, "abcdefghijklmnopqrstuvwxyz") {
+					t.Errorf("%s: container %s: port name %q is not an IANA service name", p.name, c.Name, cp.Name)
+				}
+				if p.spec.HostNetwork && cp.HostPort != 0 && cp.HostPort != cp.ContainerPort {
+					t.Errorf("%s: container %s: hostNetwork wants hostPort = containerPort", p.name, c.Name)
+				}
+			}
+		}
+		for _, v := range p.spec.Volumes {
+			var items []corev1.KeyToPath
+			switch {
+			case v.ConfigMap != nil:
+				items = v.ConfigMap.Items
+			case v.Projected != nil:
+				for _, src := range v.Projected.Sources {
+					if src.ConfigMap != nil {
+						items = append(items, src.ConfigMap.Items...)
+					}
+					if src.Secret != nil {
+						items = append(items, src.Secret.Items...)
+					}
+				}
+			}
+			for _, it := range items {
+				if path.IsAbs(it.Path) || slices.Contains(strings.Split(it.Path, "/"), "..") || strings.HasPrefix(it.Path, "..") {
+					t.Errorf("%s: volume %s: item path %q", p.name, v.Name, it.Path)
+				}
+			}
+		}
+	}
+	key := regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
+	for _, c := range find[*corev1.ConfigMap](m) {
+		for k := range c.Data {
+			if !key.MatchString(k) || len(k) > 253 {
+				t.Errorf("ConfigMap %s: key %q", c.Name, k)
+			}
+		}
+	}
+	for _, s := range find[*corev1.Secret](m) {
+		for k := range s.StringData {
+			if !key.MatchString(k) || len(k) > 253 {
+				t.Errorf("Secret %s: key %q", s.Name, k)
+			}
+		}
+	}
+}
