@@ -715,3 +715,93 @@ func TestWriteBundleReaddsWhatAConcurrentWriterDropped(t *testing.T) {
 		t.Errorf("%d bundles, %d keys verify; want both kept", len(sigs), n)
 	}
 }
+
+// failOnce answers the next n manifest PUTs whose path match accepts with
+// 400 MANIFEST_BLOB_UNKNOWN, as CNCF distribution does while a concurrent
+// upload of the same blob commits.
+func failOnce(match func(path string) bool, n *atomic.Int32) middleware {
+	return func(inner http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.Method == http.MethodPut && strings.Contains(req.URL.Path, "/manifests/") && match(req.URL.Path) && n.Add(-1) >= 0 {
+				ociError(http.StatusBadRequest, "MANIFEST_BLOB_UNKNOWN", "blob unknown to registry")(w, req)
+				return
+			}
+			inner.ServeHTTP(w, req)
+		})
+	}
+}
+
+func TestAppendSignatureRetriesDistributionsUploadRace(t *testing.T) {
+	var fails atomic.Int32
+	r := newTestRegistry(t, false, failOnce(isSigTag, &fails))
+	d, _ := pushImage(t, r)
+	fails.Store(2)
+	k := newKey(t)
+	p, s := signed(t, d, k)
+	if !appendSignature(t, d, p, s) {
+		t.Fatal("added = false")
+	}
+	sigs, err := r.signatures(t, writeRepo, mustHash(d.DigestStr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := verifiedBy(sigs, []PrivateKey{k}); n != 1 {
+		t.Errorf("the signature is not there after two MANIFEST_BLOB_UNKNOWN answers")
+	}
+}
+
+// moveTagBeforeManifestPut replays the manifest other at the .sig tag just
+// before the next n blob existence checks: another writer that pushed
+// between this writer's read and its manifest push.
+func moveTagBeforeManifestPut(sigPath *atomic.Pointer[string], other *atomic.Pointer[[]byte], n *atomic.Int32) middleware {
+	return func(inner http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.Method == http.MethodHead && strings.Contains(req.URL.Path, "/blobs/") && n.Add(-1) >= 0 {
+				replay := httptest.NewRequest(http.MethodPut, *sigPath.Load(), bytes.NewReader(*other.Load()))
+				replay.Header.Set("Content-Type", string(types.OCIManifestSchema1))
+				inner.ServeHTTP(httptest.NewRecorder(), replay)
+			}
+			inner.ServeHTTP(w, req)
+		})
+	}
+}
+
+func TestAppendSignatureRebasesOnATagThatMoved(t *testing.T) {
+	var sigPath atomic.Pointer[string]
+	var other atomic.Pointer[[]byte]
+	var moves, puts atomic.Int32
+	r := newTestRegistry(t, false, countPuts(isSigTag, &puts), moveTagBeforeManifestPut(&sigPath, &other, &moves))
+	d, _ := pushImage(t, r)
+	h := mustHash(d.DigestStr())
+	path := "/v2/" + writeRepo + "/manifests/" + SignatureTag(h)
+	sigPath.Store(&path)
+	k1, k2, k3 := newKey(t), newKey(t), newKey(t)
+
+	// The manifest another writer pushes: k1's signature and k3's.
+	p1, s1 := signed(t, d, k1)
+	appendSignature(t, d, p1, s1)
+	onlyK1 := getManifest(t, r, writeRepo, SignatureTag(h))
+	p3, s3 := signed(t, d, k3)
+	appendSignature(t, d, p3, s3)
+	both := getManifest(t, r, writeRepo, SignatureTag(h))
+	other.Store(&both)
+	// Back to k1's alone, then k2 appends while the other writer pushes.
+	putManifest(t, r, writeRepo, SignatureTag(h), onlyK1, string(types.OCIManifestSchema1))
+
+	moves.Store(1)
+	puts.Store(0)
+	p2, s2 := signed(t, d, k2)
+	if !appendSignature(t, d, p2, s2) {
+		t.Fatal("added = false")
+	}
+	if n := puts.Load(); n != 1 {
+		t.Errorf("%d manifest pushes, want 1: the append is based again on the moved tag before it pushes", n)
+	}
+	sigs, err := r.signatures(t, writeRepo, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := verifiedBy(sigs, []PrivateKey{k1, k2, k3}); n != 3 || len(sigs) != 3 {
+		t.Errorf("%d signatures, %d of 3 keys verify; want the other writer's kept too", len(sigs), n)
+	}
+}
