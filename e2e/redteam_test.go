@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/crane"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
@@ -190,8 +193,9 @@ func pushJSONTarImage(t *testing.T, r *rawRegistry, repo, tag, marker string) (m
 // not its media type, and applies it: `skopeo copy` from the proxy into
 // containers-storage stores an unsigned image whose layer put the
 // attacker's /pwned (mode 0755) into its root filesystem, with the
-// attacker's config (Cmd /pwned). skopeo into docker-daemon: loads it into
-// Docker the same way.
+// attacker's config (Cmd /pwned). go-containerregistry's mutate.Extract
+// (`crane export`; kaniko and ko unpack base images the same way) also
+// yields /pwned. containerd and Docker refuse the layer's media type.
 //
 // Fails until the proxy stops admitting, as a signature artifact, an image
 // manifest whose layers a client could unpack (for instance by requiring
@@ -208,6 +212,24 @@ func TestRedTeamJSONTarLayerInSignatureManifest(t *testing.T) {
 	a := send(t, http.MethodGet, manifestURL(p.addr, "prod/app", "v1"), "Accept", manifestAccept)
 	if a.status == http.StatusOK {
 		t.Errorf("proxy served prod/app:v1 (%s), an unsigned image manifest whose layer is a tar, with 200: %s", evil.Digest, a.header.Get("Docker-Content-Digest"))
+	}
+
+	// go-containerregistry (`crane export`, kaniko and ko base images)
+	// flattens the layers by their bytes too.
+	if img, err := crane.Pull(p.addr+"/prod/app:v1", crane.Insecure); err == nil {
+		rc := mutate.Extract(img)
+		tr := tar.NewReader(rc)
+		for {
+			h, err := tr.Next()
+			if err != nil {
+				break
+			}
+			if strings.TrimPrefix(h.Name, "/") == "pwned" {
+				b, _ := io.ReadAll(tr)
+				t.Errorf("crane export of the unsigned prod/app:v1 through the proxy yields %s (mode %o): %q", h.Name, h.Mode, b)
+			}
+		}
+		rc.Close()
 	}
 
 	dir := t.TempDir()
