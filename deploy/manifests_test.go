@@ -484,7 +484,7 @@ func TestNodeProxyShape(t *testing.T) {
 	}
 
 	pc := proxyContainer(t, "DaemonSet "+ds.Name, s)
-	cfg, raw := loadProxyConfig(t, m, "DaemonSet "+ds.Name, s, pc)
+	cfg, raw, _ := loadProxyConfig(t, m, "DaemonSet "+ds.Name, s, pc)
 	if _, ok := raw["tls"]; ok {
 		t.Error("node configuration: tls on loopback is not needed (containerd's hosts.toml names http://)")
 	}
@@ -591,7 +591,7 @@ func TestServiceProxyShape(t *testing.T) {
 		t.Error("Deployment: hostNetwork")
 	}
 	pc := proxyContainer(t, "Deployment "+d.Name, s)
-	cfg, raw := loadProxyConfig(t, m, "Deployment "+d.Name, s, pc)
+	cfg, raw, _ := loadProxyConfig(t, m, "Deployment "+d.Name, s, pc)
 	if _, ok := raw["tls"]; !ok {
 		t.Error("service configuration: no tls: Docker and containerd need HTTPS off loopback")
 	}
@@ -682,7 +682,7 @@ func TestProbes(t *testing.T) {
 	m := loadManifests(t)
 	for _, p := range m.pods() {
 		c := proxyContainer(t, p.name, p.spec)
-		cfg, raw := loadProxyConfig(t, m, p.name, p.spec, c)
+		cfg, raw, _ := loadProxyConfig(t, m, p.name, p.spec, c)
 		host, port, _ := net.SplitHostPort(cfg.Listen)
 		scheme := corev1.URISchemeHTTP
 		if _, ok := raw["tls"]; ok {
@@ -747,9 +747,11 @@ func TestSecretsArePlaceholders(t *testing.T) {
 func TestProxyConfigsAreValid(t *testing.T) {
 	m := loadManifests(t)
 	used := map[string]bool{}
+	var resolvedConfigs [][2]string // workload, configuration file
 	for _, p := range m.pods() {
 		c := proxyContainer(t, p.name, p.spec)
-		cfg, _ := loadProxyConfig(t, m, p.name, p.spec, c)
+		cfg, _, resolved := loadProxyConfig(t, m, p.name, p.spec, c)
+		resolvedConfigs = append(resolvedConfigs, [2]string{p.name, resolved})
 		t.Logf("%s: configuration valid: listen %s, %d upstreams, %d policies", p.name, cfg.Listen, len(cfg.Upstreams), len(cfg.Policies))
 		for _, v := range p.spec.Volumes {
 			if v.Projected == nil {
@@ -773,6 +775,24 @@ func TestProxyConfigsAreValid(t *testing.T) {
 			t.Errorf("ConfigMap cosign-proxy-config: %s is used by no pod", k)
 		}
 	}
+
+	// What the node proxy's init container runs: the real CLI's --check,
+	// which also reads the credential and certificate files.
+	bin := filepath.Join(t.TempDir(), "cosign")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/cosign")
+	build.Dir = ".."
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ../cmd/cosign: %v\n%s", err, out)
+	}
+	for _, rc := range resolvedConfigs {
+		out, err := exec.Command(bin, "proxy", "--config", rc[1], "--check").CombinedOutput()
+		if err != nil {
+			t.Errorf("%s: cosign proxy --check: %v\n%s", rc[0], err, out)
+		} else {
+			t.Logf("%s: cosign proxy --check: %s", rc[0], strings.TrimSpace(string(out)))
+		}
+	}
 }
 
 // loadProxyConfig materializes the files the proxy container sees under its
@@ -780,8 +800,9 @@ func TestProxyConfigsAreValid(t *testing.T) {
 // Secret placeholders replaced by test keys, credentials and a
 // certificate), checks that every path the configuration names is among
 // them, and parses the configuration with proxy.ParseConfig. It returns the
-// parsed configuration and its top-level keys.
-func loadProxyConfig(t *testing.T, m *manifests, where string, s *corev1.PodSpec, c *corev1.Container) (*proxy.Config, map[string]any) {
+// parsed configuration, its top-level keys, and the path of a copy whose
+// paths point into the temporary directory.
+func loadProxyConfig(t *testing.T, m *manifests, where string, s *corev1.PodSpec, c *corev1.Container) (*proxy.Config, map[string]any, string) {
 	t.Helper()
 	i := slices.Index(c.Args, "--config")
 	if i < 0 || i+1 >= len(c.Args) {
@@ -863,7 +884,11 @@ func loadProxyConfig(t *testing.T, m *manifests, where string, s *corev1.PodSpec
 	if err := yaml.Unmarshal(data, &raw); err != nil {
 		t.Fatal(err)
 	}
-	return cfg, raw
+	resolved := filepath.Join(filepath.Dir(filepath.Join(root, configPath)), "config.resolved.yaml")
+	if err := os.WriteFile(resolved, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg, raw, resolved
 }
 
 func writeIn(t *testing.T, root, p string, data []byte, files map[string]bool) {
