@@ -403,3 +403,57 @@ func TestRedTeamPrefilledReferrersTagHidesNewBundle(t *testing.T) {
 		t.Errorf("%s:v1, signed with cosign sign --bundle after the referrers tag was filled with junk, was answered %s, want 200", repo, a)
 	}
 }
+
+// TestRedTeamBlobGateGaps: the blob gate must not hand out, as a blob,
+// bytes a client could take for a manifest that is not admitted (README,
+// "Blobs"). Two ways past it, each shown on the bytes of an unsigned
+// runnable image manifest uploaded as a blob (no real client was led to
+// fetch a manifest as a blob here: this is the gate's own promise):
+//
+//   - a multi-range request whose first range starts at byte 0
+//     ("bytes=0-0,1-") is not classified first, and its 206
+//     multipart/byteranges body does not start like JSON, so every byte
+//     of the manifest is served;
+//   - LooksLikeManifest lower-cases keys with strings.ToLower, but Go's
+//     encoding/json (containerd, Docker, skopeo) matches keys with Unicode
+//     simple folding, where "ſ" (U+017F) is "s": a manifest whose key is
+//     "layerſ" (and without mediaType) has layers for every Go client and
+//     none for the gate.
+//
+// Fails until both are refused with 403 like the plain manifest bytes.
+func TestRedTeamBlobGateGaps(t *testing.T) {
+	t.Parallel()
+	l := newGateLab(t)
+	p := l.proxy(t, l.registry, l.registry)
+	const repo = "prod/app"
+	img := pushRunnableImage(t, l.registry, repo)
+	l.raw.blob(repo, "application/octet-stream", img.raw)
+	u := "http://" + p.addr + "/v2/" + repo + "/blobs/" + img.digest.String()
+	wantDenied(t, "GET the unadmitted manifest's bytes as a blob", send(t, http.MethodGet, u))
+	if a := send(t, http.MethodGet, u, "Range", "bytes=0-0,1-"); a.status/100 == 2 && bytes.Contains(a.body, img.raw[1:]) {
+		t.Errorf("GET %s with Range bytes=0-0,1-: proxy answered %d with the unadmitted manifest's bytes in a multipart body; want 403", u, a.status)
+	}
+
+	var doc map[string]any
+	if err := json.Unmarshal(img.raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	doc["layerſ"] = doc["layers"]
+	delete(doc, "layers")
+	delete(doc, "mediaType")
+	folded, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asGo struct {
+		Layers []v1.Descriptor `json:"layers"`
+	}
+	if err := json.Unmarshal(folded, &asGo); err != nil || len(asGo.Layers) == 0 {
+		t.Fatalf("encoding/json does not read %q as layers: %v", "layerſ", err)
+	}
+	d := l.raw.blob(repo, "application/octet-stream", folded)
+	fu := "http://" + p.addr + "/v2/" + repo + "/blobs/" + d.Digest
+	if a := send(t, http.MethodGet, fu); a.status != http.StatusForbidden {
+		t.Errorf("GET %s (an unadmitted manifest whose layers key is %q, which encoding/json reads as layers): proxy answered %s; want 403", fu, "layerſ", a)
+	}
+}
