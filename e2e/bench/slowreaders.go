@@ -193,7 +193,7 @@ type slowResult struct {
 	upRecovered          bool
 	upIdleRSS, upPeakRSS int64
 	upIdle               time.Duration // a direct GET of the manifest before the slow readers
-	memLow               bool          // the hold was cut short: the machine ran low on memory
+	memLow               bool          // the upstream was stopped: the machine ran low on memory
 	proxyCPU, upCPU      time.Duration
 }
 
@@ -235,6 +235,8 @@ func runSlowReaders(ctx context.Context, e *env, by string, n int) (*slowResult,
 	proxyCPU0, _ := cpuTime(pid)
 	upCPU0, _ := cpuTime(upPid)
 	upMon := startRSSMonitor(upPid)
+	guard := guardMemory(up)
+	defer guard()
 	res.idleGo = readGoStats(ctx, client, p.url())
 	t0 := time.Now()
 	if code, _, err := getWithAuth(ctx, client, upURL, ""); err == nil && code == http.StatusOK {
@@ -312,7 +314,7 @@ func runSlowReaders(ctx context.Context, e *env, by string, n int) (*slowResult,
 	res.duringLatency = time.Since(t)
 	res.duringStatus = answer(code, err)
 	upWG.Wait()
-	res.memLow = holdWhileMemory(ctx, holdEnd)
+	sleepUntil(ctx, holdEnd)
 	if e.o.profile != "" {
 		res.heapProfile = writeHeapProfile(e.o.profile, by)
 	}
@@ -361,8 +363,10 @@ func runSlowReaders(ctx context.Context, e *env, by string, n int) (*slowResult,
 		c, _ := cpuTime(pid)
 		res.proxyCPU = c - proxyCPU0
 	}
-	c, _ := cpuTime(upPid)
-	res.upCPU = c - upCPU0
+	res.memLow = guard()
+	if c, err := cpuTime(upPid); err == nil {
+		res.upCPU = c - upCPU0
+	}
 	res.upPeakRSS = upMon.stop()
 	if mon != nil {
 		res.peakRSS = mon.stop()
@@ -450,25 +454,40 @@ func getWithAuth(ctx context.Context, c *http.Client, url, auth string) (int, in
 	return resp.StatusCode, n, err
 }
 
-// minAvailable is the machine's MemAvailable below which case 9 ends its
-// hold early, so that the upstream's growth cannot exhaust the machine.
+// minAvailable is the machine's MemAvailable below which case 9 stops its
+// upstream, whose memory grows with the requests it is sent, so that the
+// run cannot exhaust the machine.
 const minAvailable = 2 << 30
 
-// holdWhileMemory waits until end, or until the machine's MemAvailable
-// falls below minAvailable (it then returns true), or until ctx is done.
-func holdWhileMemory(ctx context.Context, end time.Time) bool {
-	for time.Now().Before(end) && ctx.Err() == nil {
-		if v, err := memAvailable(); err == nil && v < minAvailable {
-			log.Printf("case 9: MemAvailable %s, ending the hold early", fMiB(v))
-			return true
+// guardMemory watches MemAvailable every 100 ms until the returned
+// function is called, and stops up when it falls below minAvailable. The
+// returned function reports whether it did.
+func guardMemory(up *server) func() bool {
+	quit, done := make(chan struct{}), make(chan struct{})
+	var fired bool
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v, err := memAvailable(); err == nil && v < minAvailable {
+				log.Printf("case 9: MemAvailable %s: stopping the upstream", fMiB(v))
+				fired = true
+				up.stop()
+				return
+			}
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
 		}
-		next := time.Now().Add(100 * time.Millisecond)
-		if next.After(end) {
-			next = end
-		}
-		sleepUntil(ctx, next)
+	}()
+	var once sync.Once
+	return func() bool {
+		once.Do(func() { close(quit); <-done })
+		return fired
 	}
-	return false
 }
 
 // memAvailable is MemAvailable of /proc/meminfo, in bytes.
@@ -666,7 +685,7 @@ func (s *slowResult) rows(r *report, label string) {
 	r.add(row{kase: label, metric: "upstream docker-registry RSS: idle / peak", baseline: "idle " + fMiB(s.upIdleRSS),
 		proxy: "upstream peak " + fMiB(s.upPeakRSS)})
 	if s.memLow {
-		r.note("%s: the hold was cut short: the machine's MemAvailable fell below %s.", label, fMiB(minAvailable))
+		r.note("%s: the machine's MemAvailable fell below %s, so the upstream was stopped: the figures after that are not comparable.", label, fMiB(minAvailable))
 	}
 	if s.dialErrs > 0 {
 		r.note("%s: %d of %d connections could not be opened, first: %s", label, s.dialErrs, s.n, s.firstDialErr)
