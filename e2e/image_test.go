@@ -2,10 +2,19 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"gopkg.in/yaml.v3"
 
 	"github.com/cosign-dev/cosign/verifier"
@@ -197,6 +207,10 @@ defaultPolicy: deny
 		}
 	})
 
+	t.Run("TLS from a projected volume, certificate rotated", func(t *testing.T) {
+		testImageTLS(t, ctx, image, upstream, pub, signed, unsigned)
+	})
+
 	// SIGTERM (docker stop) ends it with status 0, as PID 1 of its
 	// container.
 	if out, err := runTool(ctx, nil, "docker", "stop", "--time", "20", container); err != nil {
@@ -311,4 +325,218 @@ func shippedHostsToml(t *testing.T, root, addr string) string {
 		t.Fatalf("configmap-hosts.yaml: no docker.io.hosts.toml naming http://%s:\n%s", nodeProxyAddr, data)
 	}
 	return strings.ReplaceAll(toml, nodeProxyAddr, addr)
+}
+
+// testImageTLS runs the image as deploy/kubernetes's Deployment does: TLS,
+// metrics on their own address, its files in a volume laid out as the
+// kubelet lays out a projected volume (a timestamped directory, ..data and
+// symlinks to it), then rotates the certificate as the kubelet does when
+// cert-manager renews the Secret: a new directory and an atomic swap of
+// ..data. The proxy must serve the new certificate without a restart.
+func testImageTLS(t *testing.T, ctx context.Context, image, upstream string, pub []byte, signed, unsigned v1.Hash) {
+	vol := t.TempDir()
+	if err := os.Chmod(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	metrics := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	config := fmt.Sprintf(`listen: %[1]s
+tls: {cert: /etc/cosign/tls/tls.crt, key: /etc/cosign/tls/tls.key}
+metricsListen: %[2]s
+log: {format: json, level: info}
+upstreams:
+  - registry: %[3]s
+    url: http://%[3]s
+defaultUpstream: %[3]s
+policies:
+  - name: prod
+    match: ["%[3]s/prod/**"]
+    keys: [/etc/cosign/keys/prod.pub]
+defaultPolicy: deny
+`, addr, metrics, upstream)
+	cert1, key1 := selfSignedCert(t, 1)
+	cert2, key2 := selfSignedCert(t, 2)
+	files := map[string][]byte{
+		"config.yaml":   []byte(config),
+		"keys/prod.pub": pub,
+		"tls/tls.crt":   cert1,
+		"tls/tls.key":   key1,
+	}
+	layProjectedVolume(t, vol, 1, files)
+
+	container := "cosign-e2e-tls-" + randomSuffix(t)
+	if out, err := runTool(ctx, nil, "docker", "run", "-d", "--name", container,
+		"--network", "host", "--user", "65532:65532", "--read-only", "--cap-drop", "ALL",
+		"--security-opt", "no-new-privileges", "-v", vol+":/etc/cosign:ro",
+		image, "proxy", "--config", "/etc/cosign/config.yaml"); err != nil {
+		t.Fatalf("docker run: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if t.Failed() {
+			out, _ := runTool(ctx, nil, "docker", "logs", container)
+			t.Logf("logs of the TLS proxy container:\n%s", out)
+		}
+		if out, err := runTool(ctx, nil, "docker", "rm", "--force", container); err != nil {
+			t.Logf("removing container %s: %v\n%s", container, err, out)
+		}
+	})
+
+	roots := x509.NewCertPool()
+	for _, c := range [][]byte{cert1, cert2} {
+		if !roots.AppendCertsFromPEM(c) {
+			t.Fatal("test certificate does not parse")
+		}
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12},
+	}}
+	get := func(path string) (int, string) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+addr+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", manifestAccept)
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return resp.StatusCode, string(body)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := get("/readyz")
+		if code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET https://%s/readyz: %d %s after 30s", addr, code, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code, body := get("/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz over TLS: %d %s", code, body)
+	}
+	if code, body := get("/v2/prod/signed/manifests/v1"); code != http.StatusOK {
+		t.Errorf("GET the signed manifest over TLS: %d %s, want 200", code, body)
+	} else if d, _, _ := v1.SHA256(strings.NewReader(body)); d != signed {
+		t.Errorf("GET the signed manifest over TLS: served %s, want %s", d, signed)
+	}
+	if code, body := get("/v2/prod/unsigned/manifests/v1"); code != http.StatusForbidden || !strings.Contains(body, "DENIED") || !strings.Contains(body, unsigned.Hex) {
+		t.Errorf("GET the unsigned manifest over TLS: %d %s, want 403 DENIED naming %s", code, body, unsigned)
+	}
+	if resp, err := http.Get("http://" + metrics + "/metrics"); err != nil {
+		t.Errorf("GET /metrics on metricsListen: %v", err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "cosign_proxy_") {
+			t.Errorf("GET /metrics on metricsListen: %s, no cosign_proxy_ metrics", resp.Status)
+		}
+	}
+
+	if got := servedSerial(t, addr, roots); got != 1 {
+		t.Fatalf("served certificate serial %d, want 1", got)
+	}
+	files["tls/tls.crt"], files["tls/tls.key"] = cert2, key2
+	layProjectedVolume(t, vol, 2, files)
+	deadline = time.Now().Add(30 * time.Second)
+	for servedSerial(t, addr, roots) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("30s after the volume's ..data moved to a new certificate, the proxy still serves the old one")
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	if code, body := get("/v2/prod/signed/manifests/v1"); code != http.StatusOK {
+		t.Errorf("GET the signed manifest after the rotation: %d %s, want 200", code, body)
+	}
+}
+
+// servedSerial is the serial number of the certificate the proxy at addr
+// presents (0 when the handshake fails).
+func servedSerial(t *testing.T, addr string, roots *x509.CertPool) int64 {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr,
+		&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Logf("TLS handshake with %s: %v", addr, err)
+		return 0
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+}
+
+// selfSignedCert returns a self-signed certificate for 127.0.0.1 with the
+// given serial number, and its key, in PEM.
+func selfSignedCert(t *testing.T, serial int64) (certPEM, keyPEM []byte) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(serial),
+		Subject:               pkix.Name{CommonName: "cosign-proxy e2e"},
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// layProjectedVolume writes files into dir as the kubelet writes a
+// projected volume: into a fresh ..<generation> directory, then ..data
+// swapped to it atomically, each top-level name a symlink through ..data,
+// and the previous generation removed.
+func layProjectedVolume(t *testing.T, dir string, generation int, files map[string][]byte) {
+	t.Helper()
+	ts := fmt.Sprintf("..2026_01_01_00_00_%02d.000000001", generation)
+	for name, data := range files {
+		p := filepath.Join(dir, ts, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, _ := os.Readlink(filepath.Join(dir, "..data"))
+	tmp := filepath.Join(dir, "..data_tmp")
+	if err := os.Symlink(ts, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	for name := range files {
+		top := strings.Split(name, "/")[0]
+		link := filepath.Join(dir, top)
+		if _, err := os.Lstat(link); err == nil {
+			continue
+		}
+		if err := os.Symlink(filepath.Join("..data", top), link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if old != "" && old != ts {
+		if err := os.RemoveAll(filepath.Join(dir, old)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
