@@ -172,7 +172,8 @@ func keep(ctx context.Context, tag name.Tag, next func() (v1.Hash, *push, error)
 			return pushes > 0, nil
 		}
 		if pushes >= keepAttempts || conflicts >= keepAttempts {
-			return false, fmt.Errorf("%w in %s: pushed %d times, replaced by concurrent writers each time", ErrNotKept, tag, pushes)
+			return false, fmt.Errorf("%w in %s: concurrent writers replaced it after each of %d pushes, and moved the tag %d times before a push",
+				ErrNotKept, tag, pushes, conflicts)
 		}
 		if p.blobs != nil {
 			if err := p.blobs(); err != nil {
