@@ -195,17 +195,18 @@ func startsLikeJSON(head []byte, whole bool) bool {
 }
 
 // rangeStart is the first byte a Range header asks for: 0 for none, -1
-// for a suffix range (the last N bytes) or anything else it cannot read.
+// for a suffix range (the last N bytes), several ranges (a multipart body
+// does not start with the blob's first bytes) or anything else it cannot
+// read.
 func rangeStart(h string) int64 {
 	if h == "" {
 		return 0
 	}
 	spec, ok := strings.CutPrefix(h, "bytes=")
-	if !ok {
+	if !ok || strings.Contains(spec, ",") {
 		return -1
 	}
-	first, _, _ := strings.Cut(spec, ",")
-	from, _, _ := strings.Cut(strings.TrimSpace(first), "-")
+	from, _, _ := strings.Cut(strings.TrimSpace(spec), "-")
 	n, err := strconv.ParseInt(from, 10, 64)
 	if err != nil || n < 0 {
 		return -1

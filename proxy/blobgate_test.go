@@ -60,6 +60,7 @@ func TestBlobGate(t *testing.T) {
 	signedBlob := uploadBlob(t, e.up, "prod/app", signedRaw)
 	indented := uploadBlob(t, e.up, "prod/app", append(bytes.Repeat([]byte(" "), 600), unsignedRaw...))
 	caseVariant := uploadBlob(t, e.up, "prod/app", []byte(`{"SCHEMAVERSION":2,"Layers":[]}`))
+	longS := uploadBlob(t, e.up, "prod/app", []byte(`{"schemaVersion":2,"layerſ":[]}`))
 	config := uploadBlob(t, e.up, "prod/app", []byte(`{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":[]}}`))
 	notJSON := uploadBlob(t, e.up, "prod/app", []byte("\x1f\x8b\x08 a layer"))
 	blob := func(d v1.Hash) string { return "/v2/prod/app/blobs/" + d.String() }
@@ -74,6 +75,8 @@ func TestBlobGate(t *testing.T) {
 		{"unsigned manifest as a blob, ranged from 0", blob(unsignedBlob), []string{"Range", "bytes=0-30"}, http.StatusForbidden},
 		{"unsigned manifest as a blob, ranged past the start", blob(unsignedBlob), []string{"Range", "bytes=10-40"}, http.StatusForbidden},
 		{"unsigned manifest as a blob, suffix range", blob(unsignedBlob), []string{"Range", "bytes=-20"}, http.StatusForbidden},
+		{"unsigned manifest as a blob, several ranges from 0", blob(unsignedBlob), []string{"Range", "bytes=0-0,1-40"}, http.StatusForbidden},
+		{"a key Go folds to layers (U+017F)", blob(longS), nil, http.StatusForbidden},
 		{"unsigned manifest behind 600 spaces", blob(indented), nil, http.StatusForbidden},
 		{"manifest keys in other cases", blob(caseVariant), nil, http.StatusForbidden},
 		{"signed manifest as a blob", blob(signedBlob), nil, http.StatusOK},

@@ -50,6 +50,10 @@ type Descriptor struct {
 	Platform     *v1.Platform
 	ArtifactType string
 	Annotations  map[string]string
+	// Data is set when the descriptor embeds its content ("data", even
+	// empty): a client may take the content from there instead of
+	// fetching it.
+	Data bool
 }
 
 // Manifest is the one strict view of a manifest or index that the proxy,
@@ -339,6 +343,12 @@ func parseDescriptor(v jsonValue, what string) (Descriptor, error) {
 	if d.Annotations, err = stringMap(f["annotations"], what+".annotations"); err != nil {
 		return d, err
 	}
+	if dv := f["data"]; dv != nil {
+		if dv.kind() != jsonString {
+			return d, fmt.Errorf("%s.data: not a JSON string", what)
+		}
+		d.Data = true
+	}
 	if u := f["urls"]; u != nil {
 		if u.kind() != jsonArray {
 			return d, fmt.Errorf("%s.urls: not a JSON array", what)
@@ -484,10 +494,14 @@ func LooksLikeManifest(b []byte) bool {
 		return false
 	}
 	for k, v := range top {
-		switch strings.ToLower(k) {
-		case "layers", "manifests", "fslayers":
-			return true
-		case "mediatype":
+		// strings.EqualFold folds as encoding/json matches keys:
+		// Unicode simple folding, so "layerſ" (U+017F) is "layers".
+		for _, want := range []string{"layers", "manifests", "fsLayers"} {
+			if strings.EqualFold(k, want) {
+				return true
+			}
+		}
+		if strings.EqualFold(k, "mediaType") {
 			var mt string
 			if json.Unmarshal(v, &mt) == nil {
 				if t := types.MediaType(mt); t.IsImage() || t.IsIndex() || t.IsSchema1() {

@@ -121,8 +121,10 @@ func TestLooksLikeManifest(t *testing.T) {
 		`{"architecture":"amd64","config":{},"rootfs":{}}`:                     false,
 		`{"critical":{},"optional":null}`:                                      false,
 		`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`:        false,
-		`[{"layers":[]}]`: false,
-		`not json`:        false,
+		`{"layerſ":[]}`:    true,
+		`{"manifeſts":[]}`: true,
+		`[{"layers":[]}]`:  false,
+		`not json`:         false,
 	} {
 		if got := LooksLikeManifest([]byte(body)); got != want {
 			t.Errorf("LooksLikeManifest(%s) = %v, want %v", body, got, want)

@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,14 +21,18 @@ import (
 // runnable content:
 //
 //   - no descriptor in them carries urls (a client may fetch the content
-//     from there, around the proxy);
+//     from there, around the proxy) or data (a client may take the content
+//     embedded there instead of fetching it);
 //   - an index is an OCI index whose entries are all OCI image manifests
 //     declaring a signature artifactType, with no platform (a client picks
 //     children to run by platform);
 //   - an image manifest is an OCI or Docker schema 2 manifest whose layers
 //     (1 to sigstore.MaxSignatures) all declare a signature media type and
 //     whose blobs, read and checked against their descriptors, are JSON
-//     objects: a media type is only a label.
+//     objects that are not also tar archives: a media type is only a
+//     label, and containers/image and go-containerregistry unpack a layer
+//     by its bytes (an uncompressed tar can be written that is valid JSON
+//     too).
 //
 // A child of an index admitted this way inherits nothing: it is decided on
 // its own when pulled.
@@ -49,7 +54,7 @@ func artifactLayers(m *sigstore.Manifest) ([]sigstore.Descriptor, bool) {
 		return nil, false
 	}
 	for _, d := range m.Descriptors() {
-		if d.URLs != nil {
+		if d.URLs != nil || d.Data {
 			return nil, false
 		}
 	}
@@ -97,8 +102,8 @@ func signatureArtifact(ctx context.Context, src Source, repo string, m *sigstore
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			b, err := src.Blob(ctx, repo, l, sigstore.MaxPayloadSize)
-			if err == nil && !isJSONObject(b) {
-				err = fmt.Errorf("%w: layer %d is not a JSON object", sigstore.ErrInvalidArtifact, i)
+			if err == nil && (!isJSONObject(b) || isTar(b)) {
+				err = fmt.Errorf("%w: layer %d is not a JSON object, or is a tar archive too", sigstore.ErrInvalidArtifact, i)
 			}
 			errs[i] = err
 		})
@@ -115,6 +120,12 @@ func signatureArtifact(ctx context.Context, src Source, repo string, m *sigstore
 		}
 	}
 	return ok, nil
+}
+
+// isTar reports whether b starts with a tar header a reader accepts.
+func isTar(b []byte) bool {
+	_, err := tar.NewReader(bytes.NewReader(b)).Next()
+	return err == nil
 }
 
 // isJSONObject reports whether b is one valid JSON object.

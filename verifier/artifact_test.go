@@ -1,11 +1,14 @@
 package verifier
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -53,6 +56,7 @@ func TestSignatureArtifacts(t *testing.T) {
 	payload := []byte(`{"critical":{"type":"cosign container image signature"}}`)
 	bundle := []byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`)
 	tarball := []byte("\x1f\x8b\x08\x00 a gzipped tar, runnable")
+	jsonTar := jsonTarLayer(t)
 	config := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
 	runnable := doc(t, map[string]any{"mediaType": ociManifest,
 		"config": desc("application/vnd.oci.image.config.v1+json", config), "layers": []any{desc(tarLayer, tarball)}})
@@ -94,6 +98,9 @@ func TestSignatureArtifacts(t *testing.T) {
 		{"Docker manifest list of signature entries", index(dockerList, entry()), dockerList, false},
 		{"empty index", index(ociIndex), ociIndex, false},
 		{"signature layer with urls", sigManifest(sigLayer("urls", evilURL)), ociManifest, false},
+		{"index entry with embedded data", index(ociIndex, entry("data", "e30=")), ociIndex, false},
+		{"signature layer with embedded data", sigManifest(sigLayer("data", "e30=")), ociManifest, false},
+		{"layer that is JSON and a tar archive at once", sigManifest(desc(sigstore.SimpleSigningMediaType, jsonTar)), ociManifest, false},
 		{"config with urls", doc(t, map[string]any{"mediaType": ociManifest,
 			"config": desc("application/vnd.oci.image.config.v1+json", config, "urls", evilURL), "layers": []any{sigLayer()}}), ociManifest, false},
 		{"subject with urls", doc(t, map[string]any{"mediaType": ociManifest, "subject": desc(ociManifest, runnable, "urls", evilURL),
@@ -107,7 +114,8 @@ func TestSignatureArtifacts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			v, _ := newVerifier(t, Config{Policies: []*Policy{testPolicy(newEd25519(t))}})
 			src := newFakeSource()
-			src.blobs = map[v1.Hash][]byte{digestOf(string(payload)): payload, digestOf(string(bundle)): bundle, digestOf(string(tarball)): tarball}
+			src.blobs = map[v1.Hash][]byte{digestOf(string(payload)): payload, digestOf(string(bundle)): bundle,
+				digestOf(string(tarball)): tarball, digestOf(string(jsonTar)): jsonTar}
 			img := Image{Registry: testRegistry, Repository: testRepo, Digest: digestOf(string(tc.body))}
 			m, err := sigstore.ParseManifest(tc.body, tc.mediaType)
 			if err != nil {
@@ -252,4 +260,41 @@ func TestAnnotationsOfAnotherSubject(t *testing.T) {
 	if d := Evaluate(p, other, []sigstore.Signature{s}); !d.Admit {
 		t.Fatalf("X: %s; want admitted, its own subject has env=prod", d.Message)
 	}
+}
+
+// jsonTarLayer is one valid JSON object that is also an uncompressed tar
+// archive holding one file: a V7 header whose fields are printable (octal
+// numbers terminated by spaces), opening the JSON in the file name and
+// closing it in the padding.
+func jsonTarLayer(t testing.TB) []byte {
+	t.Helper()
+	block := make([]byte, 1024)
+	for i := range block {
+		block[i] = ' '
+	}
+	copy(block, `{"a":"pwned`)
+	put := func(off int, s string) { copy(block[off:], s) }
+	put(100, "0000755 ")     // mode
+	put(108, "0000000 ")     // uid
+	put(116, "0000000 ")     // gid
+	put(124, "00000000004 ") // size: 4 bytes
+	put(136, "00000000000 ") // mtime
+	put(156, "0")            // typeflag: regular file
+	put(512, "evil")         // the file's data
+	copy(block[1022:], `"}`)
+	sum := 0
+	for i, c := range block[:512] {
+		if i >= 148 && i < 156 {
+			c = ' '
+		}
+		sum += int(c)
+	}
+	put(148, fmt.Sprintf("%06o  ", sum)) // checksum, space-terminated
+	if !json.Valid(block) {
+		t.Fatalf("not JSON: %q", block)
+	}
+	if _, err := tar.NewReader(bytes.NewReader(block)).Next(); err != nil {
+		t.Fatalf("not a tar: %v", err)
+	}
+	return block
 }
