@@ -164,8 +164,8 @@ func TestParseCases(t *testing.T) {
 	}{
 		{"1,2,5", "1,2,5", false},
 		{" 8 , 3 ", "3,8", false},
-		{"all", "1,2,3,4,5,6,7,8,9", false},
-		{"10", "", true},
+		{"all", "1,2,3,4,5,6,7,8,9,10", false},
+		{"11", "", true},
 		{"x", "", true},
 		{",", "", true},
 	}

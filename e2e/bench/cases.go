@@ -29,6 +29,7 @@ var allCases = []benchCase{
 	{7, "growth of the decision cache (Go benchmark)", caseGrowth},
 	{8, "full image pull by real clients", caseClients},
 	{9, "slow readers of a large manifest", caseSlowReaders},
+	{10, "soak: mixed traffic from 64 clients with reloads", caseSoak},
 }
 
 // parseCases reads "1,2,5" (or "all") into a caseSet.

@@ -48,13 +48,15 @@ type options struct {
 	repo        string
 	slowReaders int
 	slowHold    time.Duration
+	// soakDuration is how long case 10 runs its load.
+	soakDuration time.Duration
 }
 
 func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &options{}
-	cases := fs.String("cases", "1,2,3,4,5,6,7,8,9", "comma-separated case numbers to run")
+	cases := fs.String("cases", "1,2,3,4,5,6,7,8,9,10", "comma-separated case numbers to run")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measuring time per load case and target")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 1s per case, fewer repetitions, a 256 MiB blob")
 	fs.StringVar(&o.out, "out", "", "write the Markdown table to this file")
@@ -65,6 +67,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.stampede, "stampede", 200, "concurrent pulls of one cold tag (case 5)")
 	fs.IntVar(&o.slowReaders, "slow-readers", 1500, "connections that never read their manifest (case 9)")
 	fs.DurationVar(&o.slowHold, "slow-hold", 20*time.Second, "how long the slow readers hang on (case 9)")
+	fs.DurationVar(&o.soakDuration, "soak-duration", time.Minute, "how long the soak's load runs (case 10)")
 	fs.IntVar(&o.clientRuns, "client-runs", 3, "pulls per real client and target (case 8, median)")
 	fs.StringVar(&o.benchtime, "benchtime", "1s", "-benchtime for the Go benchmarks (cases 6, 7)")
 	fs.StringVar(&o.profile, "profile", "", "serve the proxies inside the bench process and write a CPU profile of the cases to this file\n(read it with: go tool pprof -top FILE; no RSS figure in this mode)")
@@ -98,6 +101,9 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		}
 		if !set["slow-hold"] {
 			o.slowHold = 5 * time.Second
+		}
+		if !set["soak-duration"] {
+			o.soakDuration = 15 * time.Second
 		}
 		if !set["benchcount"] {
 			o.benchCount = 1
