@@ -313,6 +313,9 @@ type faultCase struct {
 	// getOnly: the fault is in a body, which a HEAD of a blob does not
 	// have.
 	getOnly bool
+	// warm: the proxy has served the request once before the fault, so
+	// it holds the verified bytes and asks upstream by tag with a HEAD.
+	warm bool
 }
 
 func faultSignedTag(f *faultFixture) (string, []byte) { return f.manifestPath("v1"), f.signedBody }
@@ -353,6 +356,14 @@ func faultCases() []faultCase {
 		},
 		{
 			name: "upstream down/blob", path: faultLayer,
+			start: func(t *testing.T, f *faultFixture) func() {
+				f.link.down()
+				return func() { f.link.up(t) }
+			},
+			status: http.StatusBadGateway, code: CodeUnavailable,
+		},
+		{
+			name: "upstream down/manifest, warm cache", path: faultSignedTag, warm: true,
 			start: func(t *testing.T, f *faultFixture) func() {
 				f.link.down()
 				return func() { f.link.up(t) }
@@ -418,6 +429,15 @@ func faultCases() []faultCase {
 			status: http.StatusBadGateway, code: CodeUnavailable,
 		},
 		{
+			name: "500/manifest, warm cache", path: faultSignedTag, warm: true,
+			start: func(t *testing.T, f *faultFixture) func() {
+				return faultHook(f, func(*http.Request) bool { return true }, func(w http.ResponseWriter, r *http.Request) {
+					faultAnswer(w, http.StatusInternalServerError, "text/html", plain500)
+				})
+			},
+			status: http.StatusBadGateway, code: CodeUnavailable,
+		},
+		{
 			name: "500/signature lookup", path: faultSignedTag,
 			start: func(t *testing.T, f *faultFixture) func() {
 				return faultHook(f, faultSigLookup, func(w http.ResponseWriter, r *http.Request) {
@@ -439,6 +459,15 @@ func faultCases() []faultCase {
 		},
 		{
 			name: "429/manifest", path: faultSignedTag,
+			start: func(t *testing.T, f *faultFixture) func() {
+				return faultHook(f, faultPath(f.manifestPath("v1")), func(w http.ResponseWriter, r *http.Request) {
+					faultAnswer(w, http.StatusTooManyRequests, "application/json", oci429, "Retry-After", "7")
+				})
+			},
+			status: http.StatusTooManyRequests, code: CodeTooManyRequests, retryAfter: "7",
+		},
+		{
+			name: "429/manifest, warm cache", path: faultSignedTag, warm: true,
 			start: func(t *testing.T, f *faultFixture) func() {
 				return faultHook(f, faultPath(f.manifestPath("v1")), func(w http.ResponseWriter, r *http.Request) {
 					faultAnswer(w, http.StatusTooManyRequests, "application/json", oci429, "Retry-After", "7")
@@ -565,6 +594,11 @@ func runFaultCase(t *testing.T, tc faultCase) {
 	}
 	f := newFaultFixture(t, edits...)
 	path, want := tc.path(f)
+	if tc.warm {
+		if b := wantStatus(t, f.do(http.MethodGet, path), http.StatusOK, ""); !bytes.Equal(b, want) {
+			t.Fatalf("warm-up GET %s: not the expected content", path)
+		}
+	}
 	end := tc.start(t, f)
 	ended := false
 	defer func() {
