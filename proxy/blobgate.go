@@ -45,11 +45,20 @@ type passRequest struct {
 
 type passRequestKey struct{}
 
-// gateBlob is the pass-through's ModifyResponse: it inspects the body of a
-// successful blob GET.
+// gateBlob is the pass-through's ModifyResponse. An upstream failure
+// (5xx) becomes 502 with an OCI body naming the upstream, never upstream's
+// own page; the body of a successful blob GET is inspected.
 func (s *Server) gateBlob(resp *http.Response) error {
 	bc, ok := resp.Request.Context().Value(passRequestKey{}).(*passRequest)
-	if !ok || !bc.gate || resp.Request.Method != http.MethodGet {
+	if !ok {
+		return nil
+	}
+	if resp.StatusCode >= 500 {
+		s.metrics.upstreamError(bc.t.up.registry, "status")
+		return &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
+			Message: fmt.Sprintf("upstream %s answered %d for %s", bc.t.up.registry, resp.StatusCode, resp.Request.URL.Path)}
+	}
+	if !bc.gate || resp.Request.Method != http.MethodGet {
 		return nil
 	}
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusPartialContent {

@@ -195,7 +195,7 @@ func (s *Server) headManifest(client context.Context, t target, ref, accept, aut
 	if accept != "" {
 		req.Header["Accept"] = []string{accept}
 	}
-	c, err := t.up.clientFor(ctx, t.repo, auth)
+	c, err := t.up.limitedClientFor(ctx, t.repo, auth)
 	if err != nil {
 		return nil, s.fetchError(t, imageName(t, ref), err)
 	}
@@ -221,6 +221,10 @@ func (s *Server) lookupError(ctx context.Context, img verifier.Image, err error)
 	if ctx.Err() != nil {
 		return errClientGone
 	}
+	if errors.Is(err, errBusy) {
+		s.metrics.upstreamError(img.Registry, "busy")
+		return errBusy
+	}
 	msg := "cannot verify " + img.String() + ": signature lookup failed: " + err.Error()
 	var re *sigstore.RegistryError
 	isRE := errors.As(err, &re)
@@ -244,23 +248,14 @@ func (s *Server) lookupError(ctx context.Context, img verifier.Image, err error)
 // fetchShared fetches, hashes and parses a manifest once for concurrent
 // identical requests: the same upstream, repository, reference, Accept and
 // credentials get the same answer, so a stampede of pulls of one tag costs
-// upstream one request. The shared fetch outlives a waiter that leaves (it
-// is bounded by UpstreamTimeout); each waiter still decides and serves on
-// its own.
+// upstream one request. The shared fetch outlives a waiter that leaves
+// while others wait, and stops when none is left (bounded by
+// UpstreamTimeout); each waiter still decides and serves on its own.
 func (s *Server) fetchShared(ctx context.Context, t target, ref string, in http.Header, auth string) (*manifest, error) {
 	key := strings.Join([]string{t.up.registry, t.repo, ref, strings.Join(in.Values("Accept"), ","), auth}, "\x00")
-	ch := s.fetches.DoChan(key, func() (any, error) {
-		return s.fetchManifest(context.WithoutCancel(ctx), t, ref, in, auth)
+	return s.fetches.do(ctx, key, func(ctx context.Context) (*manifest, error) {
+		return s.fetchManifest(ctx, t, ref, in, auth)
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*manifest), nil
-	case <-ctx.Done():
-		return nil, errClientGone
-	}
 }
 
 // fetchManifest GETs the manifest upstream with the client's Accept and
@@ -281,7 +276,7 @@ func (s *Server) fetchManifest(ctx context.Context, t target, ref string, in htt
 	if accept := in["Accept"]; len(accept) > 0 {
 		req.Header["Accept"] = accept
 	}
-	c, err := t.up.clientFor(ctx, t.repo, auth)
+	c, err := t.up.limitedClientFor(ctx, t.repo, auth)
 	if err != nil {
 		return nil, s.fetchError(t, imageName(t, ref), err)
 	}
@@ -335,6 +330,10 @@ func imageName(t target, ref string) string {
 // detached from the client (fetchShared), so a client that leaves is
 // handled there, not here.
 func (s *Server) fetchError(t target, what string, err error) error {
+	if errors.Is(err, errBusy) {
+		s.metrics.upstreamError(t.up.registry, "busy")
+		return errBusy
+	}
 	kind, e := transportError(t.up, what, err)
 	s.metrics.upstreamError(t.up.registry, kind)
 	return e

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/sync/singleflight"
 	"log/slog"
 	"net"
 	"net/http"
@@ -50,10 +49,9 @@ type Server struct {
 	shared     http.RoundTripper
 	sharedOnce sync.Once
 	log        *slog.Logger
-	manifests  *manifestCache
 	inflight   *budget            // manifest bytes being read from upstreams
 	health     *health            // when each upstream last answered, for /readyz
-	fetches    singleflight.Group // concurrent identical manifest fetches
+	fetches    flights[*manifest] // concurrent identical manifest fetches
 	metrics    *metrics
 	buffers    *bufferPool
 	handler    http.Handler

@@ -41,6 +41,10 @@ type upstream struct {
 	needsClientAuth bool
 	// dockerHub: single names mean library/<name>.
 	dockerHub bool
+	// slots bound the manifest and signature requests sent upstream at
+	// once; limited is client over them.
+	slots   slots
+	limited *http.Client
 }
 
 func newUpstream(u Upstream, forwardAuth bool, tr http.RoundTripper) (*upstream, error) {
@@ -50,6 +54,8 @@ func newUpstream(u Upstream, forwardAuth bool, tr http.RoundTripper) (*upstream,
 	}
 	up := &upstream{registry: u.Registry, base: base, baseStr: base.String(), transport: tr, forwardAuth: forwardAuth}
 	up.client = &http.Client{Transport: tr, CheckRedirect: up.checkRedirect}
+	up.slots = make(slots, upstreamSlots)
+	up.limited = &http.Client{Transport: slotTransport{base: tr, slots: up.slots}, CheckRedirect: up.checkRedirect}
 	return up, nil
 }
 
@@ -147,8 +153,8 @@ func (up *upstream) roundTripper(ctx context.Context, repo, auth string) (http.R
 	}
 }
 
-// clientFor is an http.Client over roundTripper: it follows redirects and
-// drops credentials off the upstream's origin.
+// clientFor is an http.Client over roundTripper, for blobs: it follows
+// redirects and drops credentials off the upstream's origin.
 func (up *upstream) clientFor(ctx context.Context, repo, auth string) (*http.Client, error) {
 	if up.owned == nil && auth == "" {
 		return up.client, nil
@@ -160,14 +166,27 @@ func (up *upstream) clientFor(ctx context.Context, repo, auth string) (*http.Cli
 	return &http.Client{Transport: rt, CheckRedirect: up.checkRedirect}, nil
 }
 
+// limitedClientFor is clientFor for manifest requests: each holds one of
+// the upstream's slots until its body is closed.
+func (up *upstream) limitedClientFor(ctx context.Context, repo, auth string) (*http.Client, error) {
+	if up.owned == nil && auth == "" {
+		return up.limited, nil
+	}
+	rt, err := up.roundTripper(ctx, repo, auth)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: slotTransport{base: rt, slots: up.slots}, CheckRedirect: up.checkRedirect}, nil
+}
+
 // source reads signatures and payloads from this upstream for repo as
-// roundTripper reaches it.
+// roundTripper reaches it, each request in one of the upstream's slots.
 func (up *upstream) source(ctx context.Context, repo, auth string) (*sigstore.Fetcher, error) {
 	rt, err := up.roundTripper(ctx, repo, auth)
 	if err != nil {
 		return nil, err
 	}
-	return sigstore.NewFetcher(up.baseStr, rt), nil
+	return sigstore.NewFetcher(up.baseStr, slotTransport{base: rt, slots: up.slots}), nil
 }
 
 // credentialTransport adds a client's Authorization header to the
