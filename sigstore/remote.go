@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -32,10 +33,15 @@ import (
 // close cosign's unbounded-attachment advisories (CVE-2023-46737,
 // CVE-2024-29902, CVE-2024-29903).
 const (
-	// MaxSignatures is the most signatures read from one .sig manifest, and
-	// the most bundle referrers read for one digest; the rest are reported,
-	// not read.
+	// MaxSignatures is the most signatures read from one .sig manifest; the
+	// rest are reported, not read.
 	MaxSignatures = 100
+	// MaxReferrers is the most bundle referrers read for one digest, and
+	// MaxLookupBytes the most bytes of referrer manifests and bundles one
+	// lookup reads; what is past them is reported, not read. A lookup that
+	// finds enough valid signatures stops before (SignaturesUntil).
+	MaxReferrers   = 1000
+	MaxLookupBytes = 32 << 20
 	// MaxPayloadSize is the largest payload or bundle blob read.
 	MaxPayloadSize = 64 << 10
 	// MaxReferrerManifestSize is the largest bundle referrer manifest read:
@@ -51,6 +57,9 @@ const (
 	// maxConcurrentFetches bounds the blob and referrer fetches in flight
 	// for one kind of signature in one lookup.
 	maxConcurrentFetches = 8
+	// referrerBatch is how many bundle referrers are read before asking
+	// whether the signatures suffice.
+	referrerBatch = 2 * maxConcurrentFetches
 	// defaultLookupTimeout bounds a lookup whose context has no deadline.
 	defaultLookupTimeout = 60 * time.Second
 	// emptyMediaType is the OCI empty descriptor's media type ("{}").
@@ -187,6 +196,24 @@ func FetcherFor(ctx context.Context, repo name.Repository, kc authn.Keychain, rt
 // together with the signatures the other sources gave, so that a caller
 // may still admit on those but must not refuse on them.
 func (f *Fetcher) Signatures(ctx context.Context, repo string, digest v1.Hash) ([]Signature, error) {
+	return f.SignaturesUntil(ctx, repo, digest, nil)
+}
+
+// Enough says whether the signatures read so far suffice (for a verifier:
+// whether enough trusted signers have been found). It is given each batch
+// of newly read signatures once, in order.
+type Enough func(batch []Signature) bool
+
+// SignaturesUntil is Signatures, stopping as soon as enough says the
+// signatures read so far suffice. The simple signatures are read first and
+// whole; the bundle referrers follow in batches, at most MaxReferrers of
+// them and MaxLookupBytes of referrer manifests and bundles in all, so
+// that junk referrers (anyone who can push can add them, and on a registry
+// with the referrers API nobody can take them away) hide a valid bundle
+// only past those bounds, and cost that much at most. What is not read is
+// reported as one broken signature. enough may be nil: read everything
+// within the bounds.
+func (f *Fetcher) SignaturesUntil(ctx context.Context, repo string, digest v1.Hash, enough Enough) ([]Signature, error) {
 	if err := CheckRepository(repo); err != nil {
 		return nil, err
 	}
@@ -198,13 +225,53 @@ func (f *Fetcher) Signatures(ctx context.Context, repo string, digest v1.Hash) (
 		ctx, cancel = context.WithTimeout(ctx, defaultLookupTimeout)
 		defer cancel()
 	}
-	var legacy, bundles []Signature
-	var legacyErr, bundleErr error
+	ctx = context.WithValue(ctx, readBytesKey{}, new(atomic.Int64))
+	var legacy, bad []Signature
+	var entries []Descriptor
+	var legacyErr, listErr error
 	var wg sync.WaitGroup
 	wg.Go(func() { legacy, legacyErr = f.simpleSignatures(ctx, repo, digest) })
-	wg.Go(func() { bundles, bundleErr = f.bundleSignatures(ctx, repo, digest) })
+	wg.Go(func() { entries, bad, listErr = f.bundleReferrers(ctx, repo, digest) })
 	wg.Wait()
-	return append(legacy, bundles...), errors.Join(legacyErr, bundleErr)
+	out := append(legacy, bad...)
+	if enough != nil && enough(legacy) {
+		return out, nil
+	}
+	bundles, err := f.readBundles(ctx, repo, digest, entries, enough)
+	return append(out, bundles...), errors.Join(legacyErr, listErr, err)
+}
+
+// lookupByteLimit is MaxLookupBytes; tests lower it.
+var lookupByteLimit int64 = MaxLookupBytes
+
+// readBytesKey holds, on a lookup's context, the bytes of referrer
+// manifests and bundles it has read.
+type readBytesKey struct{}
+
+// readBundles reads bundle referrers in batches until enough says so, the
+// entries run out, or MaxLookupBytes have been read.
+func (f *Fetcher) readBundles(ctx context.Context, repo string, digest v1.Hash, entries []Descriptor, enough Enough) ([]Signature, error) {
+	var out []Signature
+	read := ctx.Value(readBytesKey{}).(*atomic.Int64)
+	for start := 0; start < len(entries); start += referrerBatch {
+		if read.Load() >= lookupByteLimit {
+			out = append(out, broken(FormatBundle, "referrers of "+digest.String(),
+				invalidf("%d bundle referrers not read: the lookup read its limit of %d bytes", len(entries)-start, lookupByteLimit)))
+			return out, nil
+		}
+		batch := entries[start:min(start+referrerBatch, len(entries))]
+		sigs, err := fetchAll(ctx, batch, func(ctx context.Context, _ int, e Descriptor) (Signature, error) {
+			return f.bundleSignature(ctx, repo, digest, e)
+		})
+		out = append(out, sigs...)
+		if err != nil {
+			return out, err
+		}
+		if enough != nil && enough(sigs) {
+			return out, nil
+		}
+	}
+	return out, nil
 }
 
 // invalidf returns an error wrapping ErrInvalidArtifact.
@@ -370,10 +437,10 @@ func (f *Fetcher) bundleReferrers(ctx context.Context, repo string, digest v1.Ha
 		}
 	}
 	entries := unionByDigest(fromAPI, fromTag)
-	if len(entries) > MaxSignatures {
+	if len(entries) > MaxReferrers {
 		bad = append(bad, broken(FormatBundle, "referrers of "+digest.String(),
-			invalidf("%d bundle referrers past the limit of %d were not read", len(entries)-MaxSignatures, MaxSignatures)))
-		entries = entries[:MaxSignatures]
+			invalidf("%d bundle referrers past the limit of %d were not read", len(entries)-MaxReferrers, MaxReferrers)))
+		entries = entries[:MaxReferrers]
 	}
 	return entries, bad, errors.Join(errs...)
 }
@@ -580,6 +647,9 @@ func (f *Fetcher) verified(ctx context.Context, path, accept string, d Descripto
 	}
 	if resp.status == http.StatusNotFound {
 		return nil, invalidf("%s not found", d.Digest)
+	}
+	if n, ok := ctx.Value(readBytesKey{}).(*atomic.Int64); ok {
+		n.Add(int64(len(resp.body)))
 	}
 	if int64(len(resp.body)) != d.Size {
 		return nil, invalidf("%s is %d bytes, descriptor says %d", d.Digest, len(resp.body), d.Size)

@@ -631,16 +631,16 @@ func TestSignaturesReportsBrokenSources(t *testing.T) {
 	}
 }
 
-// TestSignaturesReadsAtMostMaxSignatures: past MaxSignatures entries in
-// one source, the first MaxSignatures are read and the rest reported as one
-// broken signature.
-func TestSignaturesReadsAtMostMaxSignatures(t *testing.T) {
+// TestSignaturesReadsAtMostTheLimit: past MaxSignatures layers of the .sig
+// manifest, or MaxReferrers bundle referrers, the rest are reported as one
+// broken signature, not read.
+func TestSignaturesReadsAtMostTheLimit(t *testing.T) {
 	target := mustHash(sha256Digest([]byte("attack target")))
 	many := sigManifest(MaxSignatures+1, func(i int) v1.Descriptor {
 		return payloadLayer([]byte(fmt.Sprint(i)), b64([]byte("sig")))
 	})
 	manyBundles := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}
-	for i := range MaxSignatures + 1 {
+	for i := range MaxReferrers + 1 {
 		manyBundles.Manifests = append(manyBundles.Manifests, v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: 100,
 			Digest: mustHash(sha256Digest([]byte(fmt.Sprint(i)))), ArtifactType: BundleMediaType})
 	}
@@ -650,10 +650,11 @@ func TestSignaturesReadsAtMostMaxSignatures(t *testing.T) {
 		referrers bool
 		mw        middleware
 		fetched   string
+		limit     int
 	}{
-		{"layers of the .sig manifest", false, serve(sigPath(target), oci(many)), "/blobs/"},
-		{"bundles in the referrers tag", false, serve(tagPath(target), body(http.StatusOK, string(types.OCIImageIndex), manyBundlesJSON)), "/manifests/sha256:"},
-		{"bundles from the referrers API", true, serve(refPath(target), body(http.StatusOK, string(types.OCIImageIndex), manyBundlesJSON)), "/manifests/sha256:"},
+		{"layers of the .sig manifest", false, serve(sigPath(target), oci(many)), "/blobs/", MaxSignatures},
+		{"bundles in the referrers tag", false, serve(tagPath(target), body(http.StatusOK, string(types.OCIImageIndex), manyBundlesJSON)), "/manifests/sha256:", MaxReferrers},
+		{"bundles from the referrers API", true, serve(refPath(target), body(http.StatusOK, string(types.OCIImageIndex), manyBundlesJSON)), "/manifests/sha256:", MaxReferrers},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newTestRegistry(t, tc.referrers, tc.mw)
@@ -661,11 +662,11 @@ func TestSignaturesReadsAtMostMaxSignatures(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Signatures: %v", err)
 			}
-			if len(sigs) != MaxSignatures+1 {
-				t.Fatalf("got %d signatures, want %d read and one report", len(sigs), MaxSignatures+1)
+			if len(sigs) != tc.limit+1 {
+				t.Fatalf("got %d signatures, want %d read and one report", len(sigs), tc.limit+1)
 			}
-			if last := sigs[MaxSignatures]; last.Err == nil || !strings.Contains(last.Err.Error(), "past the limit") {
-				t.Errorf("last signature %+v, want the report of what was not read", last)
+			if !slices.ContainsFunc(sigs, func(s Signature) bool { return s.Err != nil && strings.Contains(s.Err.Error(), "past the limit") }) {
+				t.Errorf("no report of what was not read")
 			}
 			n := 0
 			for _, req := range r.recorded() {
@@ -673,10 +674,66 @@ func TestSignaturesReadsAtMostMaxSignatures(t *testing.T) {
 					n++
 				}
 			}
-			if n > MaxSignatures {
-				t.Errorf("fetched %d artifacts, at most %d may be read", n, MaxSignatures)
+			if n > tc.limit {
+				t.Errorf("fetched %d artifacts, at most %d may be read", n, tc.limit)
 			}
 		})
+	}
+}
+
+// TestSignaturesUntilStopsWhenEnough: junk referrers ahead of a valid
+// bundle cost reading until enough says the signatures suffice, and no
+// more; with the lookup's byte limit reached first, the rest is reported.
+func TestSignaturesUntilStopsWhenEnough(t *testing.T) {
+	plain := newTestRegistry(t, false)
+	loadVectors(t, plain)
+	var tagIndex v1.IndexManifest
+	resp, err := http.Get(plain.URL + tagPath(appV2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tagIndex); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	real := tagIndex.Manifests[0]
+	var entries []v1.Descriptor
+	for i := range 200 { // junk first, as an attacker grinds it
+		entries = append(entries, v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: 100,
+			Digest: mustHash(sha256Digest([]byte(fmt.Sprint("junk", i)))), ArtifactType: BundleMediaType})
+	}
+	entries = append(entries, real)
+	for i := range 300 {
+		entries = append(entries, v1.Descriptor{MediaType: types.OCIManifestSchema1, Size: 100,
+			Digest: mustHash(sha256Digest([]byte(fmt.Sprint("late", i)))), ArtifactType: BundleMediaType})
+	}
+	idx, _ := json.Marshal(v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: entries})
+	r := newTestRegistry(t, false, serve(tagPath(appV2), body(http.StatusOK, string(types.OCIImageIndex), idx)))
+	loadVectors(t, r)
+	f := NewFetcher(r.URL, nil)
+	sigs, err := f.SignaturesUntil(context.Background(), attackRepo, appV2, func(batch []Signature) bool {
+		return slices.ContainsFunc(batch, func(s Signature) bool { return s.Err == nil && s.Format == FormatBundle })
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(sigs, func(s Signature) bool { return s.Err == nil && s.Format == FormatBundle }) {
+		t.Fatalf("the valid bundle behind 200 junk referrers was not read")
+	}
+	if len(sigs) >= len(entries) {
+		t.Fatalf("read %d referrers after the valid one sufficed", len(sigs)-201)
+	}
+
+	// With the lookup's byte limit below what the junk costs, the valid
+	// bundle is not reached and the rest is reported, not read.
+	defer func(old int64) { lookupByteLimit = old }(lookupByteLimit)
+	lookupByteLimit = 1
+	sigs, err = f.SignaturesUntil(context.Background(), attackRepo, appV2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(sigs, func(s Signature) bool { return s.Err != nil && strings.Contains(s.Err.Error(), "its limit of 1 bytes") }) {
+		t.Fatalf("no report of the referrers past the byte limit among %d signatures", len(sigs))
 	}
 }
 
@@ -1270,16 +1327,16 @@ func TestSignaturesCapsTheReferrersUnion(t *testing.T) {
 		b, _ := json.Marshal(idx)
 		return b
 	}
-	const half = MaxSignatures/2 + 1
+	const half = MaxReferrers/2 + 1
 	for _, tc := range []struct {
 		name       string
 		api, tag   []byte
 		wantErr    bool
 		wantBundle int
 	}{
-		{"disjoint halves over the cap", index(0, half), index(half, 2*half), true, MaxSignatures},
-		{"overlapping lists over the cap", index(0, MaxSignatures), index(1, MaxSignatures+1), true, MaxSignatures},
-		{"the same MaxSignatures in both", index(0, MaxSignatures), index(0, MaxSignatures), false, MaxSignatures},
+		{"disjoint halves over the cap", index(0, half), index(half, 2*half), true, MaxReferrers},
+		{"overlapping lists over the cap", index(0, MaxReferrers), index(1, MaxReferrers+1), true, MaxReferrers},
+		{"the same MaxReferrers in both", index(0, MaxReferrers), index(0, MaxReferrers), false, MaxReferrers},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := newTestRegistry(t, true,
@@ -1291,11 +1348,13 @@ func TestSignaturesCapsTheReferrersUnion(t *testing.T) {
 				t.Fatalf("Signatures: %v", err)
 			}
 			if tc.wantErr {
-				last := sigs[len(sigs)-1]
-				if last.Err == nil || !strings.Contains(last.Err.Error(), "past the limit") {
-					t.Fatalf("last signature %+v, want the report of the referrers over the cap", last)
+				report := slices.IndexFunc(sigs, func(s Signature) bool {
+					return s.Err != nil && strings.Contains(s.Err.Error(), "past the limit")
+				})
+				if report < 0 {
+					t.Fatalf("no report of the referrers over the cap")
 				}
-				sigs = sigs[:len(sigs)-1]
+				sigs = slices.Delete(sigs, report, report+1)
 			}
 			// None was pushed: each is a referrer pointing at nothing.
 			if len(sigs) != tc.wantBundle {

@@ -208,8 +208,8 @@ func (s *outageSource) Blob(ctx context.Context, repo string, d sigstore.Descrip
 // another source.
 type partialSource struct{ *fakeSource }
 
-func (s partialSource) Signatures(ctx context.Context, repo string, d v1.Hash) ([]sigstore.Signature, error) {
-	sigs, _ := s.fakeSource.Signatures(ctx, repo, d)
+func (s partialSource) SignaturesUntil(ctx context.Context, repo string, d v1.Hash, _ sigstore.Enough) ([]sigstore.Signature, error) {
+	sigs, _ := s.fakeSource.SignaturesUntil(ctx, repo, d, nil)
 	return sigs, &sigstore.RegistryError{Op: "GET referrers", StatusCode: 502, RetryAfter: "7"}
 }
 

@@ -605,7 +605,7 @@ func (s *dumpSource) Blob(_ context.Context, _ string, d sigstore.Descriptor, li
 }
 
 // Signatures implements Source over the dump.
-func (s *dumpSource) Signatures(_ context.Context, repo string, d v1.Hash) ([]sigstore.Signature, error) {
+func (s *dumpSource) SignaturesUntil(_ context.Context, repo string, d v1.Hash, _ sigstore.Enough) ([]sigstore.Signature, error) {
 	simple, err := s.simpleSignatures(repo, d)
 	if err != nil {
 		return nil, err

@@ -109,7 +109,7 @@ func (payloadSource) Blob(context.Context, string, sigstore.Descriptor, int64) (
 	return nil, errors.New("payloadSource serves no blobs")
 }
 
-func (payloadSource) Signatures(_ context.Context, repo string, d v1.Hash) ([]sigstore.Signature, error) {
+func (payloadSource) SignaturesUntil(_ context.Context, repo string, d v1.Hash, _ sigstore.Enough) ([]sigstore.Signature, error) {
 	p, err := sigstore.NewPayload(testRegistry+"/"+repo, d, nil)
 	if err != nil {
 		return nil, err

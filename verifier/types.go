@@ -18,8 +18,9 @@ type Source interface {
 	// with it were read from the other sources. The verifier then admits on
 	// those if they suffice and otherwise makes no decision; it caches
 	// nothing on an error. An error that wraps sigstore.ErrInvalidArtifact
-	// alone is a refusal (ReasonInvalid), not an outage.
-	Signatures(ctx context.Context, repository string, digest v1.Hash) ([]sigstore.Signature, error)
+	// alone is a refusal (ReasonInvalid), not an outage. The source may
+	// stop reading once enough says the signatures read so far suffice.
+	SignaturesUntil(ctx context.Context, repository string, digest v1.Hash, enough sigstore.Enough) ([]sigstore.Signature, error)
 	// Blob returns the blob d describes in repository, at most limit
 	// bytes, checked against d. Errors are as for Signatures.
 	Blob(ctx context.Context, repository string, d sigstore.Descriptor, limit int64) ([]byte, error)

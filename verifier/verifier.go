@@ -377,7 +377,7 @@ func (v *Verifier) evaluate(ctx context.Context, src Source, p *Policy, img Imag
 		}
 	}
 	v.lookups.Add(1)
-	sigs, err := src.Signatures(ctx, img.Repository, img.Digest)
+	sigs, err := src.SignaturesUntil(ctx, img.Repository, img.Digest, sufficient(p, img))
 	d := Evaluate(p, img, sigs)
 	switch {
 	case err == nil:
@@ -390,6 +390,22 @@ func (v *Verifier) evaluate(ctx context.Context, src Source, p *Policy, img Imag
 		return refuse(p, img, ReasonInvalid, err.Error()), nil
 	default:
 		return Decision{}, fmt.Errorf("verifier: reading signatures for %s: %w", img, err)
+	}
+}
+
+// sufficient is the sigstore.Enough of a lookup under p: true once the
+// batches seen hold signatures of threshold distinct trusted keys whose
+// claims hold, so that the source stops reading (past junk it would
+// otherwise have to read).
+func sufficient(p *Policy, img Image) sigstore.Enough {
+	var keys []string
+	return func(batch []sigstore.Signature) bool {
+		for _, k := range Evaluate(p, img, batch).Keys {
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+		return len(keys) >= p.threshold()
 	}
 }
 

@@ -42,7 +42,7 @@ func (f *fakeSource) add(repo string, d v1.Hash, sigs ...sigstore.Signature) {
 	f.sigs[k] = append(f.sigs[k], sigs...)
 }
 
-func (f *fakeSource) Signatures(ctx context.Context, repo string, d v1.Hash) ([]sigstore.Signature, error) {
+func (f *fakeSource) SignaturesUntil(ctx context.Context, repo string, d v1.Hash, _ sigstore.Enough) ([]sigstore.Signature, error) {
 	f.calls.Add(1)
 	if f.started != nil {
 		f.once.Do(func() { close(f.started) })
@@ -383,7 +383,7 @@ func TestDecideLookupTimeout(t *testing.T) {
 
 type panicSource struct{}
 
-func (panicSource) Signatures(context.Context, string, v1.Hash) ([]sigstore.Signature, error) {
+func (panicSource) SignaturesUntil(context.Context, string, v1.Hash, sigstore.Enough) ([]sigstore.Signature, error) {
 	panic("source bug")
 }
 
