@@ -230,8 +230,14 @@ func (f *Fetcher) SignaturesUntil(ctx context.Context, repo string, digest v1.Ha
 	var entries []Descriptor
 	var legacyErr, listErr error
 	var wg sync.WaitGroup
-	wg.Go(func() { legacy, legacyErr = f.simpleSignatures(ctx, repo, digest) })
-	wg.Go(func() { entries, bad, listErr = f.bundleReferrers(ctx, repo, digest) })
+	wg.Go(func() {
+		defer recoverAs(&legacyErr)
+		legacy, legacyErr = f.simpleSignatures(ctx, repo, digest)
+	})
+	wg.Go(func() {
+		defer recoverAs(&listErr)
+		entries, bad, listErr = f.bundleReferrers(ctx, repo, digest)
+	})
 	wg.Wait()
 	out := append(legacy, bad...)
 	if enough != nil && enough(legacy) {
@@ -272,6 +278,14 @@ func (f *Fetcher) readBundles(ctx context.Context, repo string, digest v1.Hash, 
 		}
 	}
 	return out, nil
+}
+
+// recoverAs turns a panic of the goroutine it is deferred in into *err:
+// a bug in reading one artifact must not end a server's process.
+func recoverAs(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("sigstore: reading signatures panicked: %v", r)
+	}
 }
 
 // invalidf returns an error wrapping ErrInvalidArtifact.
@@ -601,7 +615,8 @@ func fetchAll[T any](ctx context.Context, items []T, fn func(ctx context.Context
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(maxConcurrentFetches)
 	for i, item := range items {
-		g.Go(func() error {
+		g.Go(func() (err error) {
+			defer recoverAs(&err)
 			s, err := fn(gctx, i, item)
 			out[i] = s
 			return err

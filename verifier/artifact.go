@@ -101,6 +101,11 @@ func signatureArtifact(ctx context.Context, src Source, repo string, m *sigstore
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
+			defer func() {
+				if r := recover(); r != nil {
+					errs[i] = fmt.Errorf("verifier: reading layer %d panicked: %v", i, r)
+				}
+			}()
 			b, err := src.Blob(ctx, repo, l, sigstore.MaxPayloadSize)
 			if err == nil && (!isJSONObject(b) || isTar(b)) {
 				err = fmt.Errorf("%w: layer %d is not a JSON object, or is a tar archive too", sigstore.ErrInvalidArtifact, i)
