@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -174,9 +173,10 @@ func refusal(dec verifier.Decision, img verifier.Image, pub sigstore.PublicKey, 
 			len(sigs), pub.Algorithm(), pub.ID(), img, malformed(sigs))
 	case verifier.ReasonDigestMismatch:
 		return fmt.Errorf("digest mismatch: signature is for %s, image is %s (%s)",
-			signedDigest(pub, sigs, img.Digest), img.Digest, img)
+			digestNames(dec.SignedDigests), img.Digest, img)
 	}
-	return fmt.Errorf("%s for %s", refusalReason(dec.Message, img), img)
+	detail := strings.NewReplacer("(required: ", "(required by -a: ").Replace(dec.Detail)
+	return fmt.Errorf("%s (%s) for %s", dec.Reason, detail, img)
 }
 
 // otherPayload finds a stored simple-signing signature that pub made over
@@ -207,19 +207,6 @@ func otherPayload(img verifier.Image, pub sigstore.PublicKey, sigs []sigstore.Si
 	return ""
 }
 
-// refusalReason is the reason and detail of a refusal message ("annotation
-// mismatch (...)"), without the image and the policy name the proxy needs
-// but verify has no use for: verify has no policy the user wrote; what it
-// requires, -a required.
-func refusalReason(msg string, img verifier.Image) string {
-	prefix := fmt.Sprintf("%s: refused by policy %q: ", img, verifyPolicyName)
-	reason, ok := strings.CutPrefix(msg, prefix)
-	if !ok {
-		reason = "verification failed: " + msg
-	}
-	return strings.NewReplacer("(required: ", "(required by -a: ", "(policy requires ", "(required by -a: ").Replace(reason)
-}
-
 // malformed says how many signatures were malformed and why the first was,
 // or "" when none was.
 func malformed(sigs []sigstore.Signature) string {
@@ -238,27 +225,17 @@ func malformed(sigs []sigstore.Signature) string {
 	return fmt.Sprintf("; %d malformed, first: %s", n, first)
 }
 
-// signedDigest names the digest(s) that a signature made by pub binds instead
-// of want, for the "digest mismatch" message.
-func signedDigest(pub sigstore.PublicKey, sigs []sigstore.Signature, want v1.Hash) string {
-	for _, s := range sigs {
-		if s.Err != nil || pub.Verify(s.Signed, s.Sig) != nil {
-			continue
-		}
-		claims, err := s.Claims()
-		if err != nil || slices.Contains(claims.Digests, want) {
-			continue
-		}
-		if len(claims.Digests) == 1 {
-			return claims.Digests[0].String()
-		}
-		names := make([]string, len(claims.Digests))
-		for i, d := range claims.Digests {
-			names[i] = d.String()
-		}
-		return strings.Join(names, ", ")
+// digestNames lists the digests a trusted signature binds instead of the
+// image's, from the decision.
+func digestNames(ds []v1.Hash) string {
+	if len(ds) == 0 {
+		return "another digest"
 	}
-	return "another digest"
+	names := make([]string, len(ds))
+	for i, d := range ds {
+		names[i] = d.String()
+	}
+	return strings.Join(names, ", ")
 }
 
 // reportChecks says on stderr which checks n signatures of img passed.
