@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -87,6 +91,7 @@ func runWarm(ctx context.Context, e *env, r *report, s warmSpec) {
 	// Alternate slices of at most one second between the two targets, so
 	// a change of machine load while measuring hits both alike.
 	var res [2]loadResult
+	before := upstreamManifestRequests(ctx, clients[1], e.proxy.url())
 	meters := [2]*cpuMeter{newCPUMeter(e.pids(false)), newCPUMeter(e.pids(true))}
 	parts := max(1, int(e.o.duration/time.Second))
 	for k := 0; k < parts; k++ {
@@ -127,4 +132,49 @@ func runWarm(ctx context.Context, e *env, r *report, s warmSpec) {
 	r.add(x)
 	r.add(row{kase: s.label, metric: "p99 latency", baseline: fMS(d.quantile(0.99)), proxy: fMS(p.quantile(0.99)),
 		ratio: fAddMS(p.quantile(0.99) - d.quantile(0.99))})
+	// Docker Hub counts manifest GETs as pulls, HEADs not: what the
+	// proxied requests cost upstream.
+	if after := upstreamManifestRequests(ctx, clients[1], e.proxy.url()); after != nil && before != nil && p.ok > 0 {
+		per := func(m string) string { return fmt.Sprintf("%.0f", (after[m]-before[m])*1000/float64(p.ok+p.errs)) }
+		direct := "1000 / 0"
+		if s.method == http.MethodHead {
+			direct = "0 / 1000"
+		}
+		r.add(row{kase: s.label, metric: "upstream manifest GET / HEAD per 1000 requests", baseline: direct,
+			proxy: per(http.MethodGet) + " / " + per(http.MethodHead)})
+	}
+}
+
+// upstreamManifestRequests reads cosign_proxy_upstream_manifest_requests_total
+// from the proxy's /metrics, summed by method; nil when it cannot.
+func upstreamManifestRequests(ctx context.Context, c *http.Client, base string) map[string]float64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "cosign_proxy_upstream_manifest_requests_total{") {
+			continue
+		}
+		labels, v, _ := strings.Cut(strings.TrimPrefix(line, "cosign_proxy_upstream_manifest_requests_total"), " ")
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil {
+			continue
+		}
+		for _, m := range []string{http.MethodGet, http.MethodHead} {
+			if strings.Contains(labels, `method="`+m+`"`) {
+				out[m] += f
+			}
+		}
+	}
+	return out
 }
