@@ -1,0 +1,223 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Red team, second round: the proxy's own upstream credentials and client
+// authentication. Each test starts a real docker-registry behind recording
+// fronts on loopback, the built proxy with a configuration file, and plays
+// a client (or a hostile upstream) with plain HTTP.
+
+// authLab is a proxy with clientAuth in front of two upstreams backed by
+// one real registry: pub.test, the default, public and without
+// credentials of the proxy's; priv.test, which demands the robot's Basic
+// credentials that the proxy holds (auth: {username, passwordFile}).
+type authLab struct {
+	*gateLab
+	pub, priv *upstreamFront
+	proxy     *runningProxy
+	// user and password are a valid proxy login (clientAuth).
+	user, password string
+	// robot and robotPassword are the proxy's credentials for priv.test.
+	robot, robotPassword string
+}
+
+func (l *authLab) login() string { return basicAuth(l.user, l.password) }
+
+func basicAuth(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+// newAuthLab starts the lab. privIntercept (may be nil) answers requests
+// to priv.test before the robot's credentials are checked; bcryptCost is
+// the cost of the htpasswd entry.
+func newAuthLab(t *testing.T, privIntercept func(http.ResponseWriter, *http.Request) bool, bcryptCost int) *authLab {
+	t.Helper()
+	l := &authLab{gateLab: newGateLab(t), user: "alice", password: "alice-proxy-secret",
+		robot: "robot", robotPassword: "robot-upstream-secret"}
+	l.pub = newUpstreamFront(t, l.registry, nil)
+	robotAuth := basicAuth(l.robot, l.robotPassword)
+	l.priv = newUpstreamFront(t, l.registry, func(w http.ResponseWriter, r *http.Request) bool {
+		if privIntercept != nil && privIntercept(w, r) {
+			return true
+		}
+		if r.Header.Get("Authorization") != robotAuth {
+			w.Header().Set("WWW-Authenticate", `Basic realm="private registry"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return true
+		}
+		return false
+	})
+	hash, err := bcrypt.GenerateFromPassword([]byte(l.password), bcryptCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(l.sh.Dir, "htpasswd")
+	writeFile(t, htpasswd, l.user+":"+string(hash)+"\n")
+	pwFile := filepath.Join(l.sh.Dir, "robot-password")
+	writeFile(t, pwFile, l.robotPassword+"\n")
+	l.proxy = startProxy(t, l.bin, l.sh.Dir, fmt.Sprintf(`listen: "%%[1]s"
+clientAuth: {htpasswd: %[1]s}
+upstreams:
+  - registry: pub.test
+    url: http://%[2]s
+  - registry: priv.test
+    url: http://%[3]s
+    auth: {username: %[4]s, passwordFile: %[5]s}
+defaultUpstream: pub.test
+policies:
+  - name: prod
+    match: ["priv.test/prod/**", "pub.test/prod/**"]
+    keys: [%[6]s]
+defaultPolicy: deny
+`, htpasswd, l.pub.host(), l.priv.host(), l.robot, pwFile, l.trusted.pub))
+	return l
+}
+
+// pushPrivate pushes a runnable image to the registry as prod/<name>,
+// signs it with the trusted key, and checks that alice pulls it by digest through
+// priv.test (so her login is valid and the robot's credentials work).
+func (l *authLab) pushPrivate(t *testing.T, name string) runnableImage {
+	t.Helper()
+	img := pushRunnableImage(t, l.registry, "prod/"+name)
+	l.signBundle(t, l.registry+"/prod/"+name+"@"+img.digest.String())
+	a := send(t, http.MethodGet, manifestURL(l.proxy.addr, "priv.test/prod/"+name, img.digest.String()),
+		"Accept", manifestAccept, "Authorization", l.login())
+	if a.status != http.StatusOK {
+		t.Fatalf("alice's pull of priv.test/prod/%s through the proxy: %s\n%s", name, a, lastLines(l.proxy.proc.Output(), 20))
+	}
+	return img
+}
+
+// TestRedTeam2ProxyLoginForwardedToDefaultUpstream: clientAuth is the
+// proxy's own login; its Basic credentials are for the proxy, not for any
+// upstream. But the default upstream forwards clients' Authorization by
+// default (forwardCredentials), and the proxy forwards it whatever it is:
+// so the Basic header alice sends the proxy's host on every request
+// (Docker and containerd send the credentials they hold for a host on
+// every request to it, once challenged) reaches the default upstream,
+// another organisation's registry (Docker Hub, say), in clear: alice's
+// proxy password, which also opens every private upstream behind the
+// proxy, is handed to a third party. It reaches it on the manifest GET,
+// on the /v2/ ping, on blobs, tags and referrers.
+//
+// Fails until a credential that is a valid clientAuth login (or any Basic
+// credential when clientAuth is set) is never forwarded upstream.
+func TestRedTeam2ProxyLoginForwardedToDefaultUpstream(t *testing.T) {
+	l := newAuthLab(t, nil, bcrypt.MinCost)
+	l.pushPrivate(t, "app")
+	pubImg := pushRunnableImage(t, l.registry, "prod/web")
+	l.pub.reset()
+
+	for _, u := range []string{
+		"http://" + l.proxy.addr + "/v2/",
+		manifestURL(l.proxy.addr, "prod/web", "v1"),
+		"http://" + l.proxy.addr + "/v2/prod/web/blobs/" + pubImg.blobs[0],
+		"http://" + l.proxy.addr + "/v2/prod/web/tags/list",
+	} {
+		send(t, http.MethodGet, u, "Accept", manifestAccept, "Authorization", l.login())
+	}
+	var leaked []string
+	for _, r := range l.pub.requests() {
+		if r.Authorization == l.login() {
+			leaked = append(leaked, r.String())
+		}
+	}
+	if len(leaked) > 0 {
+		t.Errorf("alice's proxy login (clientAuth Basic credentials) was forwarded to the default upstream pub.test, a registry that is not the proxy, %d time(s):\n  %s",
+			len(leaked), strings.Join(leaked, "\n  "))
+	}
+}
+
+// TestRedTeam2UpstreamChallengeReachesClient: for an upstream the proxy
+// holds credentials for, the client's credentials are the proxy's login
+// and must never go anywhere else. But when that upstream answers 401 (the
+// robot's token expired, lacks access to one repository, or the upstream
+// is hostile), the proxy hands its WWW-Authenticate challenge to the
+// client: a Bearer challenge with a realm on another host. A client that
+// holds credentials for the proxy's host (containerd, Docker) answers a
+// Bearer challenge by sending them to the realm to get a token: alice's
+// proxy password goes to whatever host the upstream names. Both on the
+// manifest route and on the pass-through (blobs, tags).
+//
+// Fails until a 401 from an upstream with proxy-owned credentials reaches
+// the client without the upstream's challenge (the proxy's own Basic
+// challenge, or a 403/502).
+func TestRedTeam2UpstreamChallengeReachesClient(t *testing.T) {
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(evil.Close)
+	challenge := fmt.Sprintf(`Bearer realm="%s/token",service="evil",scope="repository:prod/locked:pull"`, evil.URL)
+	l := newAuthLab(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasPrefix(r.URL.Path, "/v2/prod/locked/") {
+			w.Header().Set("WWW-Authenticate", challenge)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = w.Write([]byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`))
+			return true
+		}
+		return false
+	}, bcrypt.MinCost)
+	img := l.pushPrivate(t, "app")
+
+	for _, u := range []string{
+		manifestURL(l.proxy.addr, "priv.test/prod/locked", "v1"),
+		"http://" + l.proxy.addr + "/v2/priv.test/prod/locked/blobs/" + img.blobs[0],
+		"http://" + l.proxy.addr + "/v2/priv.test/prod/locked/tags/list",
+	} {
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			a := send(t, method, u, "Accept", manifestAccept, "Authorization", l.login())
+			for _, v := range a.header.Values("Www-Authenticate") {
+				if strings.Contains(v, strings.TrimPrefix(evil.URL, "http://")) || strings.HasPrefix(strings.ToLower(v), "bearer") {
+					t.Errorf("%s %s as alice: the proxy passed priv.test's challenge to the client (%d, WWW-Authenticate: %s): a client answers it by sending its proxy credentials to %s",
+						method, u, a.status, v, evil.URL)
+				}
+			}
+		}
+	}
+}
+
+// TestRedTeam2LoginUserEnumerationByTiming: for an unknown user the proxy
+// compares against dummyHash "so that the answer takes as long as for a
+// known user"; but dummyHash has bcrypt's minimum cost (4) while real
+// entries (htpasswd -B) have 10 or more: a wrong password for a real user
+// costs a full bcrypt, for an unknown user almost nothing. An
+// unauthenticated client learns which user names exist from the time of
+// one 401.
+//
+// Fails until a failed login for an unknown user costs what one for a
+// known user does.
+func TestRedTeam2LoginUserEnumerationByTiming(t *testing.T) {
+	l := newAuthLab(t, nil, 12)
+	u := manifestURL(l.proxy.addr, "priv.test/prod/app", "v1")
+	median := func(user string) time.Duration {
+		var ds []time.Duration
+		for i := range 5 {
+			start := time.Now()
+			a := send(t, http.MethodGet, u, "Authorization", basicAuth(user, fmt.Sprintf("wrong-%d", i)))
+			ds = append(ds, time.Since(start))
+			if a.status != http.StatusUnauthorized {
+				t.Fatalf("a wrong password for %s: want 401, got %s", user, a)
+			}
+		}
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		return ds[len(ds)/2]
+	}
+	known, unknown := median(l.user), median("mallory")
+	t.Logf("401 for a wrong password: known user %s, unknown user %s (median of 5)", known, unknown)
+	if unknown*3 < known {
+		t.Errorf("a failed login for an existing user takes %s, for an unknown one %s: the proxy tells who has an account", known, unknown)
+	}
+}
