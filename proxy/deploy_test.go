@@ -1025,3 +1025,80 @@ func TestAuditLineForEachDecision(t *testing.T) {
 		}
 	}
 }
+
+// A client that logged in to the proxy (clientAuth) sends those
+// credentials on every request to the proxy's host, whichever upstream the
+// path names. They are the proxy's password: no upstream may see them, not
+// even one whose clients' credentials are forwarded.
+func TestClientAuthCredentialsNeverGoUpstream(t *testing.T) {
+	private := newFakeUpstream(t)
+	e := newOwnedEnv(t, false, func(e *env, c *Config) {
+		// The env's upstream is the default one and forwards clients'
+		// credentials; the private one holds the proxy's own.
+		c.Upstreams[0].Auth, c.Upstreams[0].Public = nil, false
+		dir := t.TempDir()
+		pw := filepath.Join(dir, "robot.password")
+		writeFileAtomic(t, pw, []byte(robotPass+"\n"))
+		c.Upstreams = append(c.Upstreams, Upstream{Registry: private.host, URL: private.URL,
+			Auth: &UpstreamAuth{Username: robotUser, PasswordFile: pw}})
+		c.DefaultUpstream = e.up.host
+		c.Policies[0].Match = []string{"**"}
+	})
+	_, d := e.pushRandom("app", "v1")
+	e.sign("app", d, e.key)
+	alice := basicAuth(aliceUser, alicePass)
+	e.up.requests()
+
+	e.wantGet("/v2/app/manifests/v1", alice, http.StatusOK)
+	e.wantGet("/v2/", alice, http.StatusOK)
+	e.wantGet("/v2/app/tags/list", alice, http.StatusOK)
+	for _, r := range e.up.requests() {
+		if r.Auth == alice {
+			t.Errorf("upstream %s saw alice's proxy credentials on %s %s", e.up.host, r.Method, r.Path)
+		}
+	}
+}
+
+func TestOwnedCredentialsFromDockerConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		registry func(*env) string // the upstream's registry name
+		key      func(*env) string // the key of auths in config.json
+	}{
+		{"by host", func(e *env) string { return e.up.host }, func(e *env) string { return e.up.host }},
+		{"Docker Hub", func(*env) string { return "docker.io" }, func(*env) string { return "https://index.docker.io/v1/" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			cfgFile := filepath.Join(dir, "config.json")
+			e := newEnv(t, func(e *env, c *Config) {
+				auths := map[string]any{"auths": map[string]any{tc.key(e): map[string]string{
+					"auth": base64.StdEncoding.EncodeToString([]byte(robotUser + ":" + robotPass))}}}
+				b, _ := json.Marshal(auths)
+				writeFileAtomic(t, cfgFile, b)
+				c.Upstreams[0].Registry = tc.registry(e)
+				c.Upstreams[0].Auth = &UpstreamAuth{DockerConfig: cfgFile}
+				c.Upstreams[0].Public = true
+				c.Policies[0].Match = []string{tc.registry(e) + "/**"}
+			})
+			_, d := e.pushRandom("library/app", "v1")
+			e.signAs(tc.registry(e)+"/library/app", "library/app", d, e.key)
+			e.up.requireRobot()
+			e.wantGet("/v2/library/app/manifests/v1", "", http.StatusOK)
+		})
+	}
+
+	t.Run("no credentials for the upstream", func(t *testing.T) {
+		dir := t.TempDir()
+		cfgFile := filepath.Join(dir, "config.json")
+		writeFileAtomic(t, cfgFile, []byte(`{"auths":{"elsewhere.example.com":{"auth":"eDp5"}}}`))
+		up := newFakeUpstream(t)
+		_, err := New(&Config{
+			Upstreams:    []Upstream{{Registry: up.host, URL: up.URL, Public: true, Auth: &UpstreamAuth{DockerConfig: cfgFile}}},
+			DefaultAllow: true,
+		}, WithLogger(slog.New(slog.DiscardHandler)))
+		if err == nil {
+			t.Fatal("New accepted a Docker config without credentials for the upstream")
+		}
+	})
+}
