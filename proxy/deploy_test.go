@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1101,4 +1102,165 @@ func TestOwnedCredentialsFromDockerConfig(t *testing.T) {
 			t.Fatal("New accepted a Docker config without credentials for the upstream")
 		}
 	})
+}
+
+func TestParseConfigDeploymentKeys(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, "test CA")
+	cert, key := ca.issue(t, 9, false)
+	files := map[string][]byte{
+		"tls.crt": cert, "tls.key": key, "ca.pem": ca.pem, "robot.password": []byte(robotPass + "\n"),
+		"htpasswd":     []byte(htpasswdEntry(t, aliceUser, alicePass)),
+		"config.json":  []byte(`{"auths":{"ghcr.io":{"auth":"cm9ib3Q6cHc="}}}`),
+		"md5.htpasswd": []byte("bob:$apr1$abcdefgh$0123456789abcdefghijkl\n"),
+		"not.pem":      []byte("hello\n"),
+	}
+	for name, b := range files {
+		writeFileAtomic(t, filepath.Join(dir, name), b)
+	}
+	const full = `listen: 0.0.0.0:5443
+metricsListen: 127.0.0.1:9090
+tls:
+  cert: tls.crt
+  key: tls.key
+  clientCA: ca.pem
+log:
+  format: json
+  level: warn
+clientAuth:
+  htpasswd: htpasswd
+upstreams:
+  - registry: registry.example.com
+    url: https://registry.example.com
+    caFile: ca.pem
+    auth:
+      username: robot
+      passwordFile: robot.password
+  - registry: ghcr.io
+    url: https://ghcr.io
+    auth:
+      dockerConfig: config.json
+    public: true
+  - registry: insecure.example.com:5000
+    url: https://insecure.example.com:5000
+    insecureSkipVerify: true
+    forwardCredentials: false
+defaultUpstream: registry.example.com
+defaultPolicy: allow
+`
+	cfg, err := ParseConfig([]byte(full), filepath.Join(dir, "proxy.yaml"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := func(name string) string { return filepath.Join(dir, name) }
+	switch {
+	case cfg.TLS == nil || cfg.TLS.Cert != j("tls.crt") || cfg.TLS.Key != j("tls.key") || cfg.TLS.ClientCA != j("ca.pem"):
+		t.Errorf("tls: %+v", cfg.TLS)
+	case cfg.MetricsListen != "127.0.0.1:9090":
+		t.Errorf("metricsListen %q", cfg.MetricsListen)
+	case cfg.Log != LogConfig{Format: "json", Level: "warn"}:
+		t.Errorf("log %+v", cfg.Log)
+	case cfg.ClientAuth == nil || cfg.ClientAuth.Htpasswd != j("htpasswd"):
+		t.Errorf("clientAuth %+v", cfg.ClientAuth)
+	case len(cfg.Upstreams) != 3:
+		t.Fatalf("upstreams %+v", cfg.Upstreams)
+	}
+	u0, u1, u2 := cfg.Upstreams[0], cfg.Upstreams[1], cfg.Upstreams[2]
+	if u0.CAFile != j("ca.pem") || u0.Auth == nil || *u0.Auth != (UpstreamAuth{Username: robotUser, PasswordFile: j("robot.password")}) || u0.Public {
+		t.Errorf("upstream 0: %+v %+v", u0, u0.Auth)
+	}
+	if u1.Auth == nil || *u1.Auth != (UpstreamAuth{DockerConfig: j("config.json")}) || !u1.Public {
+		t.Errorf("upstream 1: %+v %+v", u1, u1.Auth)
+	}
+	if !u2.InsecureSkipVerify || u2.ForwardCredentials == nil || *u2.ForwardCredentials || u2.Auth != nil {
+		t.Errorf("upstream 2: %+v", u2)
+	}
+	for _, f := range []string{"proxy.yaml", "tls.crt", "tls.key", "ca.pem", "htpasswd", "robot.password", "config.json"} {
+		if !slices.Contains(cfg.Files(), j(f)) {
+			t.Errorf("Files() lacks %s (a change of it must reload): %v", f, cfg.Files())
+		}
+	}
+
+	for _, tc := range []struct{ name, from, to, want string }{
+		{"tls without key", "  key: tls.key\n", "", "tls needs both cert and key"},
+		{"tls key of another certificate", "  cert: tls.crt\n", "  cert: ca.pem\n", "tls"},
+		{"clientCA not PEM", "  clientCA: ca.pem\n", "  clientCA: not.pem\n", "no PEM certificate"},
+		{"log format", "  format: json\n", "  format: xml\n", "log.format"},
+		{"log level", "  level: warn\n", "  level: loud\n", "log.level"},
+		{"metricsListen", "metricsListen: 127.0.0.1:9090\n", "metricsListen: nowhere\n", "metricsListen"},
+		{"htpasswd not bcrypt", "  htpasswd: htpasswd\n", "  htpasswd: md5.htpasswd\n", "bcrypt"},
+		{"htpasswd missing", "  htpasswd: htpasswd\n", "  htpasswd: nope\n", "htpasswd"},
+		{"caFile not PEM", "    caFile: ca.pem\n", "    caFile: not.pem\n", "no PEM certificate"},
+		{"auth with both", "      dockerConfig: config.json\n", "      dockerConfig: config.json\n      username: robot\n", "not both"},
+		{"auth without password", "      passwordFile: robot.password\n", "", "passwordFile"},
+		{"empty password file", "      passwordFile: robot.password\n", "      passwordFile: htpasswd-empty\n", "htpasswd-empty"},
+		{"insecureSkipVerify not a bool", "    insecureSkipVerify: true\n", "    insecureSkipVerify: yes\n", "insecureSkipVerify"},
+		{"public not a bool", "    public: true\n", "    public: 1\n", "public"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.name == "empty password file" {
+				writeFileAtomic(t, j("htpasswd-empty"), nil)
+			}
+			y := strings.Replace(full, tc.from, tc.to, 1)
+			if y == full && tc.from != tc.to {
+				t.Fatalf("%q is not in the configuration", tc.from)
+			}
+			_, err := ParseConfig([]byte(y), "proxy.yaml", dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ParseConfig: %v, want an error mentioning %q", err, tc.want)
+			}
+			if !strings.HasPrefix(err.Error(), "proxy.yaml:") {
+				t.Errorf("error %q does not start with FILE:LINE", err)
+			}
+		})
+	}
+}
+
+func TestHtpasswdAcceptsOnlyBcrypt(t *testing.T) {
+	good := htpasswdEntry(t, aliceUser, alicePass)
+	for _, tc := range []struct {
+		name, file string
+		ok         bool
+	}{
+		{"$2a$", good, true},
+		{"$2y$ (htpasswd -B)", strings.Replace(good, "$2a$", "$2y$", 1), true},
+		{"$2b$", strings.Replace(good, "$2a$", "$2b$", 1), true},
+		{"comments, blank lines, CRLF", "# users\r\n\r\n" + strings.TrimSuffix(good, "\n") + "\r\n", true},
+		{"MD5", "alice:$apr1$abcdefgh$0123456789abcdefghijkl\n", false},
+		{"SHA1", "alice:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\n", false},
+		{"plain text", "alice:wonderland\n", false},
+		{"no users", "# nobody\n", false},
+		{"no colon", "alice\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "htpasswd")
+			writeFileAtomic(t, path, []byte(tc.file))
+			h, err := loadHtpasswd(path)
+			if !tc.ok {
+				if err == nil {
+					t.Fatal("accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, c := range []struct {
+				auth string
+				want bool
+			}{
+				{basicAuth(aliceUser, alicePass), true},
+				{basicAuth(aliceUser, "wrong"), false},
+				{basicAuth(aliceUser, alicePass), true}, // remembered
+				{basicAuth(aliceUser, alicePass+"x"), false},
+				{basicAuth("bob", alicePass), false},
+			} {
+				r := httptest.NewRequest(http.MethodGet, "/v2/", nil)
+				r.Header.Set("Authorization", c.auth)
+				if user, ok := h.check(r); ok != c.want || (ok && user != aliceUser) {
+					t.Errorf("check(%s) = %q, %v; want %v", c.auth, user, ok, c.want)
+				}
+			}
+		})
+	}
 }
