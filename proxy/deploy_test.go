@@ -1264,3 +1264,36 @@ func TestHtpasswdAcceptsOnlyBcrypt(t *testing.T) {
 		})
 	}
 }
+
+// A reload that changes cache.manifestBytes (here: keep none) either takes
+// effect or says it will not; it does not go silently unapplied.
+func TestReloadOfManifestCacheSizeIsAppliedOrWarned(t *testing.T) {
+	var logs syncBuffer
+	e := newEnv(t)
+	e.proxy.Close()
+	srv, err := New(e.cfg, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv, e.proxy = srv, httptest.NewServer(srv)
+	t.Cleanup(e.proxy.Close)
+	_, d := e.pushRandom("app", "v1")
+	e.sign("app", d, e.key)
+	byDigest := "/v2/app/manifests/" + d.String()
+	e.wantGet(byDigest, "", http.StatusOK) // held from now on
+
+	c := *e.cfg
+	c.Cache.ManifestBytes = -1
+	if err := e.srv.Reload(&c); err != nil {
+		t.Fatal(err)
+	}
+	e.up.requests()
+	e.wantGet(byDigest, "", http.StatusOK)
+	gets := count(e.up.requests(), func(r seenRequest) bool {
+		return r.Method == http.MethodGet && r.Path == "/v2/app/manifests/"+d.String()
+	})
+	warned := strings.Contains(logText(&logs), "level=WARN") && strings.Contains(logText(&logs), "cache")
+	if gets == 0 && !warned {
+		t.Errorf("after a reload to cache.manifestBytes: 0 (keep none), bytes are still served from memory, and nothing says the change waits for a restart")
+	}
+}
