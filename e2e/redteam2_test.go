@@ -33,6 +33,9 @@ type authLab struct {
 	robot, robotPassword string
 }
 
+// The proxy's credentials for priv.test in every authLab.
+const labRobot, labRobotPassword = "robot", "robot-upstream-secret"
+
 func (l *authLab) login() string { return basicAuth(l.user, l.password) }
 
 func basicAuth(user, pass string) string {
@@ -45,7 +48,7 @@ func basicAuth(user, pass string) string {
 func newAuthLab(t *testing.T, privIntercept func(http.ResponseWriter, *http.Request) bool, bcryptCost int) *authLab {
 	t.Helper()
 	l := &authLab{gateLab: newGateLab(t), user: "alice", password: "alice-proxy-secret",
-		robot: "robot", robotPassword: "robot-upstream-secret"}
+		robot: labRobot, robotPassword: labRobotPassword}
 	l.pub = newUpstreamFront(t, l.registry, nil)
 	robotAuth := basicAuth(l.robot, l.robotPassword)
 	l.priv = newUpstreamFront(t, l.registry, func(w http.ResponseWriter, r *http.Request) bool {
@@ -219,5 +222,38 @@ func TestRedTeam2LoginUserEnumerationByTiming(t *testing.T) {
 	t.Logf("401 for a wrong password: known user %s, unknown user %s (median of 5)", known, unknown)
 	if unknown*3 < known {
 		t.Errorf("a failed login for an existing user takes %s, for an unknown one %s: the proxy tells who has an account", known, unknown)
+	}
+}
+
+// TestRedTeam2UpstreamSessionCookieReachesClient: registries such as
+// Harbor answer an authenticated request with a session cookie
+// (Set-Cookie) that is worth the credentials it was issued for. The
+// pass-through (blobs, tags/list, referrers) hands the upstream's response
+// headers to the client as they are: a client of the proxy, here alice
+// (with public: true, anyone), gets a session of the proxy's robot
+// account and can use it against the upstream directly, around the gate.
+//
+// Fails until responses from an upstream with proxy-owned credentials
+// reach clients without Set-Cookie (and other credential-bearing
+// headers).
+func TestRedTeam2UpstreamSessionCookieReachesClient(t *testing.T) {
+	const cookie = "sid=robot-session-0123456789; Path=/; HttpOnly"
+	robotAuth := basicAuth(labRobot, labRobotPassword)
+	l := newAuthLab(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Authorization") == robotAuth {
+			w.Header().Set("Set-Cookie", cookie) // then on to the registry
+		}
+		return false
+	}, bcrypt.MinCost)
+	img := l.pushPrivate(t, "app")
+	for _, u := range []string{
+		"http://" + l.proxy.addr + "/v2/priv.test/prod/app/blobs/" + img.blobs[0],
+		"http://" + l.proxy.addr + "/v2/priv.test/prod/app/tags/list",
+		"http://" + l.proxy.addr + "/v2/priv.test/prod/app/referrers/" + img.digest.String(),
+	} {
+		a := send(t, http.MethodGet, u, "Authorization", l.login())
+		if v := a.header.Get("Set-Cookie"); strings.Contains(v, "robot-session") {
+			t.Errorf("GET %s as alice (%d): the proxy handed her priv.test's session cookie for its robot account: Set-Cookie: %s", u, a.status, v)
+		}
 	}
 }
