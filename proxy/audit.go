@@ -39,9 +39,12 @@ func (s *Server) audit(r *http.Request, t target, ref string, img verifier.Image
 	if rec != nil {
 		user, latency = rec.user, time.Since(rec.start)
 	}
-	reason := string(d.Reason)
+	reason, policy := string(d.Reason), d.Policy
 	if err != nil {
 		reason = err.Error()
+		if p := t.v.Policy(t.up.registry, t.repo); p != nil {
+			policy = p.Name
+		}
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "decision",
 		slog.String("client", r.RemoteAddr),
@@ -50,7 +53,7 @@ func (s *Server) audit(r *http.Request, t target, ref string, img verifier.Image
 		slog.String("repository", t.repo),
 		slog.String("reference", ref),
 		slog.String("digest", img.Digest.String()),
-		slog.String("policy", d.Policy),
+		slog.String("policy", policy),
 		slog.String("result", result),
 		slog.String("reason", reason),
 		slog.String("keys", strings.Join(d.Keys, ",")),

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 
 	"github.com/docker/cli/cli/config"
 	"github.com/docker/cli/cli/config/configfile"
@@ -119,8 +118,10 @@ type ownedAuth struct {
 	auth   authn.Authenticator
 	reg    name.Registry
 	guard  http.RoundTripper
-	mu     sync.Mutex
 	scopes *lru.Cache[string, http.RoundTripper]
+	// making shares the token exchange of concurrent first requests for
+	// one repository.
+	making flights[http.RoundTripper]
 }
 
 func newOwnedAuth(up *upstream, a *UpstreamAuth) (*ownedAuth, error) {
@@ -149,13 +150,15 @@ func (o *ownedAuth) transport(ctx context.Context, repo string) (http.RoundTripp
 	if rt, ok := o.scopes.Get(repo); ok {
 		return rt, nil
 	}
-	scope := o.reg.Repo(repo).Scope(transport.PullScope)
-	rt, err := transport.NewWithContext(ctx, o.reg, o.auth, o.guard, []string{scope})
-	if err != nil {
-		return nil, fmt.Errorf("authenticating to %s for %s: %w", o.up.registry, repo, err)
-	}
-	o.scopes.Add(repo, rt)
-	return rt, nil
+	return o.making.do(ctx, repo, func(ctx context.Context) (http.RoundTripper, error) {
+		scope := o.reg.Repo(repo).Scope(transport.PullScope)
+		rt, err := transport.NewWithContext(ctx, o.reg, o.auth, o.guard, []string{scope})
+		if err != nil {
+			return nil, fmt.Errorf("authenticating to %s for %s: %w", o.up.registry, repo, err)
+		}
+		o.scopes.Add(repo, rt)
+		return rt, nil
+	})
 }
 
 // realmGuard keeps the proxy's credentials on the upstream's registrable
@@ -203,6 +206,9 @@ func sameSite(a, u *url.URL) bool {
 type htpasswd struct {
 	hashes map[string][]byte
 	passed *lru.Cache[[sha256.Size]byte, string]
+	// dummy is compared against for an unknown user, at the highest cost
+	// of the file, so that the answer takes as long as for a known one.
+	dummy []byte
 }
 
 // maxPassed bounds the remembered credentials.
@@ -220,6 +226,7 @@ func loadHtpasswd(path string) (*htpasswd, error) {
 		return nil, err
 	}
 	h := &htpasswd{hashes: map[string][]byte{}, passed: passed}
+	maxCost := bcrypt.MinCost
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -230,20 +237,21 @@ func loadHtpasswd(path string) (*htpasswd, error) {
 		if !ok || user == "" {
 			return nil, fmt.Errorf("htpasswd %s:%d: want user:hash", path, n)
 		}
-		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+		cost, err := bcrypt.Cost([]byte(hash))
+		if err != nil {
 			return nil, fmt.Errorf("htpasswd %s:%d: user %q: only bcrypt hashes are accepted (htpasswd -B)", path, n, user)
 		}
+		maxCost = max(maxCost, cost)
 		h.hashes[user] = []byte(hash)
 	}
 	if len(h.hashes) == 0 {
 		return nil, fmt.Errorf("htpasswd %s has no users", path)
 	}
+	if h.dummy, err = bcrypt.GenerateFromPassword([]byte("no such user"), maxCost); err != nil {
+		return nil, fmt.Errorf("htpasswd %s: %w", path, err)
+	}
 	return h, nil
 }
-
-// dummyHash is compared against when the user is unknown, so that the
-// answer takes as long as for a known user.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("no such user"), bcrypt.MinCost)
 
 // check returns the user whose Basic credentials r carries, or "" and
 // false.
@@ -258,7 +266,7 @@ func (h *htpasswd) check(r *http.Request) (string, bool) {
 	}
 	hash, known := h.hashes[user]
 	if !known {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(pass))
+		_ = bcrypt.CompareHashAndPassword(h.dummy, []byte(pass))
 		return "", false
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {

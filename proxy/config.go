@@ -146,7 +146,9 @@ type Upstream struct {
 // forwardsCredentials resolves u.ForwardCredentials for c (with defaults
 // applied).
 func (c *Config) forwardsCredentials(u Upstream) bool {
-	if u.Auth != nil {
+	if u.Auth != nil || c.ClientAuth != nil {
+		// The proxy's own credentials go upstream, or the client's
+		// Authorization is its login to the proxy: never the client's.
 		return false
 	}
 	if u.ForwardCredentials != nil {
@@ -690,6 +692,10 @@ func (p *configParser) config(root *yaml.Node) (*Config, error) {
 		return nil, err
 	}
 	for i, u := range cfg.Upstreams {
+		if cfg.ClientAuth != nil && u.ForwardCredentials != nil && *u.ForwardCredentials {
+			return nil, p.errorf(upstreamsNode.Content[i], "upstream %s: forwardCredentials: true cannot go with clientAuth: "+
+				"clients' Authorization is then their login to this proxy, which must not reach an upstream", u.Registry)
+		}
 		if u.Auth != nil && !u.Public && cfg.ClientAuth == nil {
 			return nil, p.errorf(upstreamsNode.Content[i], "upstream %s has the proxy's own credentials: "+
 				"set clientAuth (or public: true on it), else anyone who reaches the proxy pulls its private images", u.Registry)
