@@ -1,10 +1,19 @@
 package e2e
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -255,5 +264,133 @@ func TestRedTeam2UpstreamSessionCookieReachesClient(t *testing.T) {
 		if v := a.header.Get("Set-Cookie"); strings.Contains(v, "robot-session") {
 			t.Errorf("GET %s as alice (%d): the proxy handed her priv.test's session cookie for its robot account: Set-Cookie: %s", u, a.status, v)
 		}
+	}
+}
+
+// clientCA returns a CA certificate for client certificates and its key,
+// in PEM.
+func clientCA(t *testing.T, name string) (certPEM, keyPEM []byte) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// clientCertOf returns a client certificate signed by the CA of caPEM and
+// caKeyPEM (as clientCA makes them).
+func clientCertOf(t *testing.T, caPEM, caKeyPEM []byte) tls.Certificate {
+	t.Helper()
+	ca, err := tls.X509KeyPair(caPEM, caKeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(ca.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "node-1"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &priv.PublicKey, ca.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}
+}
+
+// TestRedTeam2RevokedClientCAStillAdmits: tls.clientCA is a file the
+// proxy watches (a change reloads the configuration, and the log says
+// "configuration reloaded"), and cert-manager or a trust bundle rotates it
+// like the certificate, which the proxy does read again. But the client CA
+// pool is read once at start: an operator who replaces a compromised
+// client CA with a new one sees the reload succeed, while certificates of
+// the removed CA keep getting in, with no warning that the change waits
+// for a restart (Reload warns only when tls appears or disappears).
+//
+// Fails until a changed clientCA is put in force on reload (or, at the
+// least, its change is warned about).
+func TestRedTeam2RevokedClientCAStillAdmits(t *testing.T) {
+	l := newGateLab(t)
+	dir := l.sh.Dir
+	serverPEM, serverKey := selfSignedCert(t, 1)
+	oldCA, oldCAKey := clientCA(t, "client CA 1")
+	newCA, _ := clientCA(t, "client CA 2")
+	writeFile(t, filepath.Join(dir, "tls.crt"), string(serverPEM))
+	writeFile(t, filepath.Join(dir, "tls.key"), string(serverKey))
+	writeFile(t, filepath.Join(dir, "clients.pem"), string(oldCA))
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	cfg := filepath.Join(dir, "proxy-mtls.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`listen: "%s"
+tls: {cert: tls.crt, key: tls.key, clientCA: clients.pem}
+upstreams:
+  - registry: %s
+    url: http://%s
+policies:
+  - name: prod
+    match: ["%s/prod/**"]
+    keys: [%s]
+defaultPolicy: deny
+`, addr, l.registry, l.registry, l.registry, l.trusted.pub))
+	p := StartProcess(t, exec.Command(l.bin, "proxy", "--config", cfg))
+
+	revoked := clientCertOf(t, oldCA, oldCAKey)
+	get := func() (int, error) {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{revoked}}}}
+		resp, err := c.Get("https://" + addr + "/v2/")
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		code, err := get()
+		if err == nil && code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a certificate of the configured client CA is not served: %d %v\n%s", code, err, p.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// The operator replaces the client CA: the old one is compromised.
+	writeFile(t, filepath.Join(dir, "clients.pem"), string(newCA))
+	time.Sleep(5 * time.Second) // files are polled every 2 s
+	code, err := get()
+	p.Stop()
+	out := p.Output()
+	if !strings.Contains(out, "configuration reloaded") {
+		t.Logf("the proxy did not reload on the clientCA change:\n%s", lastLines(out, 10))
+	}
+	warned := false
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "WARN") && strings.Contains(strings.ToLower(line), "tls") {
+			warned = true
+		}
+	}
+	if err == nil && code == http.StatusOK && !warned {
+		t.Errorf("after tls.clientCA was replaced by another CA (and the configuration reloaded), a certificate of the removed CA is still served (%d), and nothing warned that the change waits for a restart:\n%s",
+			code, lastLines(out, 10))
 	}
 }
