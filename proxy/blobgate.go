@@ -53,6 +53,12 @@ func (s *Server) gateBlob(resp *http.Response) error {
 	if !ok {
 		return nil
 	}
+	// A registry's session cookie is worth the credentials it was issued
+	// for (the proxy's own, or another client's); no client needs one.
+	resp.Header.Del("Set-Cookie")
+	if (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) && bc.t.up.owned != nil {
+		return ownedRefused(bc.t.up, resp.Request.URL.Path, resp.StatusCode)
+	}
 	if resp.StatusCode >= 500 {
 		s.metrics.upstreamError(bc.t.up.registry, "status")
 		return &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
@@ -78,8 +84,9 @@ func (s *Server) gateBlob(resp *http.Response) error {
 		l.release()
 		return err
 	}
-	// The bytes stay leased from the in-flight budget until the client
-	// has them: slow readers of JSON blobs cannot pin unbounded memory.
+	// The bytes stay leased from the blob gate's budget until the client
+	// has them: slow readers of JSON blobs cannot pin unbounded memory,
+	// nor take from the budget manifest fetches need.
 	resp.Body = leasedBody{Reader: bytes.NewReader(body), l: l}
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
@@ -113,7 +120,7 @@ func peekJSON(resp *http.Response) (bool, error) {
 // and admits it (admitBlob). A larger one cannot be checked and is
 // refused. The lease is the caller's to release.
 func (s *Server) readJSONBlob(ctx context.Context, resp *http.Response, bc *passRequest) ([]byte, *lease, error) {
-	body, l, err := s.readManifest(resp)
+	body, l, err := readBounded(resp, s.blobBytes)
 	if err != nil {
 		if e, ok := err.(*Error); ok && e.Code == CodeManifestInvalid {
 			err = &Error{Status: http.StatusForbidden, Code: CodeDenied,

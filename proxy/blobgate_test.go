@@ -100,7 +100,7 @@ func TestBlobGate(t *testing.T) {
 		big := append([]byte(`{"x":"`), bytes.Repeat([]byte("a"), maxManifestSize)...)
 		d := uploadBlob(t, e.up, "prod/app", append(big, `"}`...))
 		wantStatus(t, e.do(http.MethodGet, blob(d)), http.StatusForbidden, CodeDenied)
-		if n := e.srv.inflight.inUse(); n != 0 {
+		if n := e.srv.blobBytes.inUse(); n != 0 {
 			t.Fatalf("%d bytes still leased after the answer", n)
 		}
 	})

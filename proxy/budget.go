@@ -52,14 +52,14 @@ var errBusy = &Error{Status: http.StatusServiceUnavailable, Code: CodeTooManyReq
 // readChunk is the step in which a manifest body is read and leased.
 const readChunk = 64 << 10
 
-// readManifest reads a 200 body of at most 4 MiB, leasing from the budget
+// readBounded reads a 200 body of at most 4 MiB, leasing from budget b
 // as it reads: the buffer doubles as bytes arrive (from one chunk, up to
 // what Content-Length announces plus one byte, to see a longer body), so a
 // Content-Length is a promise, not memory taken up front. It detects
 // truncation. The caller releases the lease when the bytes are dropped or
 // handed to the cache.
-func (s *Server) readManifest(resp *http.Response) ([]byte, *lease, error) {
-	l := &lease{b: s.inflight}
+func readBounded(resp *http.Response, b *budget) ([]byte, *lease, error) {
+	l := &lease{b: b}
 	if resp.ContentLength > maxManifestSize {
 		return nil, l, tooLarge(resp.ContentLength)
 	}

@@ -290,7 +290,7 @@ func (s *Server) fetchManifest(ctx context.Context, t target, ref string, in htt
 		return nil, s.upstreamStatus(t, imageName(t, ref), resp)
 	}
 	what := imageName(t, ref)
-	body, lease, err := s.readManifest(resp)
+	body, lease, err := readBounded(resp, s.inflight)
 	defer lease.release()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -358,6 +358,8 @@ func (s *Server) upstreamStatus(t target, what string, resp *http.Response) erro
 	case code == http.StatusNotFound:
 		return &Error{Status: code, Code: CodeManifestUnknown, Body: passed,
 			Message: what + ": manifest unknown upstream"}
+	case (code == http.StatusUnauthorized || code == http.StatusForbidden) && t.up.owned != nil:
+		return ownedRefused(t.up, what, code)
 	case code == http.StatusUnauthorized:
 		e := &Error{Status: code, Code: CodeUnauthorized, Body: passed,
 			Message: what + ": upstream " + t.up.registry + " requires authentication"}
@@ -385,6 +387,15 @@ func (s *Server) upstreamStatus(t target, what string, resp *http.Response) erro
 		return &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
 			Message: fmt.Sprintf("%s: unexpected status %d from upstream %s", what, code, t.up.registry)}
 	}
+}
+
+// ownedRefused answers a 401 or 403 of an upstream the proxy holds the
+// credentials for: the client can do nothing about it, and upstream's
+// challenge must not reach it (a client answers a Bearer challenge by
+// sending its credentials, here its proxy login, to the realm named).
+func ownedRefused(up *upstream, what string, code int) *Error {
+	return &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
+		Message: fmt.Sprintf("%s: upstream %s refused the proxy's own credentials (%d)", what, up.registry, code)}
 }
 
 func codeForStatus(code int) string {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -222,14 +223,18 @@ func (f fileStamps) changedFrom(old fileStamps) string {
 	return ""
 }
 
-// certReloader serves the certificate of tls.cert and tls.key, read again
-// when either file changes (checked at most once a second, on handshakes).
+// certReloader serves the certificate of tls.cert and tls.key, and checks
+// client certificates against tls.clientCA, each read again when its files
+// change (looked at at most once a second, on handshakes): cert-manager
+// rotates certificates, and a CA taken out of clientCA must stop admitting
+// clients at once.
 type certReloader struct {
 	cfg *TLSConfig
 	log *slog.Logger
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
+	pool    *x509.CertPool
 	stamp   fileStamps
 	checked time.Time
 }
@@ -239,45 +244,64 @@ func newCertReloader(c *TLSConfig, log *slog.Logger) *certReloader {
 }
 
 // config is the server's TLS configuration: TLS 1.2 or later, the
-// certificate from getCertificate, and client certificates required and
-// checked against clientCA when it is set.
+// certificate from the files, and client certificates required and checked
+// against clientCA when it is set.
 func (c *certReloader) config() (*tls.Config, error) {
-	if _, err := c.getCertificate(nil); err != nil {
+	if err := c.refresh(); err != nil {
 		return nil, err
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: c.getCertificate, NextProtos: []string{"h2", "http/1.1"}}
-	if c.cfg.ClientCA != "" {
-		pool, err := loadCertPool(c.cfg.ClientCA)
-		if err != nil {
-			return nil, fmt.Errorf("tls.clientCA: %w", err)
+	base := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", "http/1.1"}}
+	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		if err := c.refresh(); err != nil {
+			return nil, err
 		}
-		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		tc := base.Clone()
+		tc.GetConfigForClient = nil
+		tc.Certificates = []tls.Certificate{*c.cert}
+		if c.pool != nil {
+			tc.ClientCAs, tc.ClientAuth = c.pool, tls.RequireAndVerifyClientCert
+		}
+		return tc, nil
 	}
-	return tc, nil
+	return base, nil
 }
 
-func (c *certReloader) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+// refresh reads the files again when they changed. A set that does not
+// load keeps the previous one in force (mid-rotation), with a warning;
+// the first one must load.
+func (c *certReloader) refresh() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.cert != nil && time.Since(c.checked) < time.Second {
-		return c.cert, nil
+		return nil
 	}
 	c.checked = time.Now()
-	now := stamps([]string{c.cfg.Cert, c.cfg.Key})
+	files := []string{c.cfg.Cert, c.cfg.Key}
+	if c.cfg.ClientCA != "" {
+		files = append(files, c.cfg.ClientCA)
+	}
+	now := stamps(files)
 	if c.cert != nil && now.changedFrom(c.stamp) == "" {
-		return c.cert, nil
+		return nil
 	}
 	cert, err := tls.LoadX509KeyPair(c.cfg.Cert, c.cfg.Key)
+	var pool *x509.CertPool
+	if err == nil && c.cfg.ClientCA != "" {
+		pool, err = loadCertPool(c.cfg.ClientCA)
+	}
 	if err != nil {
-		if c.cert != nil { // mid-rotation: keep serving the old one
-			c.log.Warn("TLS certificate not reloaded; serving the previous one", slog.String("error", err.Error()))
-			return c.cert, nil
+		if c.cert != nil {
+			c.log.Warn("TLS certificate not reloaded; the previous certificate and client CA stay in force", slog.String("error", err.Error()))
+			c.stamp = now
+			return nil
 		}
-		return nil, fmt.Errorf("tls: %w", err)
+		return fmt.Errorf("tls: %w", err)
 	}
 	if c.cert != nil {
-		c.log.Info("TLS certificate reloaded", slog.String("cert", c.cfg.Cert))
+		c.log.Info("TLS certificate and client CA reloaded", slog.String("cert", c.cfg.Cert))
 	}
-	c.cert, c.stamp = &cert, now
-	return c.cert, nil
+	c.cert, c.pool, c.stamp = &cert, pool, now
+	return nil
 }

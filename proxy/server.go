@@ -50,6 +50,7 @@ type Server struct {
 	sharedOnce sync.Once
 	log        *slog.Logger
 	inflight   *budget            // manifest bytes being read from upstreams
+	blobBytes  *budget            // JSON blob bytes held by the blob gate
 	health     *health            // when each upstream last answered, for /readyz
 	fetches    flights[*manifest] // concurrent identical manifest fetches
 	metrics    *metrics
@@ -110,12 +111,13 @@ func New(cfg *Config, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("proxy: metrics: %w", err)
 	}
 	s := &Server{
-		opts:     o,
-		log:      o.logger,
-		inflight: &budget{max: c.Cache.InflightBytes},
-		health:   newHealth(),
-		metrics:  m,
-		buffers:  newBufferPool(),
+		opts:      o,
+		log:       o.logger,
+		inflight:  &budget{max: c.Cache.InflightBytes},
+		blobBytes: &budget{max: c.Cache.InflightBytes},
+		health:    newHealth(),
+		metrics:   m,
+		buffers:   newBufferPool(),
 	}
 	s.recorders.New = func() any { return new(recorder) }
 	st, err := s.newState(c)

@@ -133,8 +133,9 @@ func (s *Server) Reload(cfg *Config) error {
 	defer s.reloadMu.Unlock()
 	old := s.state.Swap(st)
 	s.statsBase.add(old.verifier.Stats())
-	if c.Listen != old.cfg.Listen || c.MetricsListen != old.cfg.MetricsListen || (c.TLS == nil) != (old.cfg.TLS == nil) {
-		s.log.Warn("listen, metricsListen or tls changed: they take effect at the next start")
+	if c.Listen != old.cfg.Listen || c.MetricsListen != old.cfg.MetricsListen || !sameTLS(c.TLS, old.cfg.TLS) {
+		s.log.Warn("listen, metricsListen or the tls file names changed: they take effect at the next start " +
+			"(the tls files themselves are read again whenever they change)")
 	}
 	s.metrics.reloads.Inc()
 	return nil
@@ -167,4 +168,11 @@ func (s *Server) verifierStats() verifier.Stats {
 	b := s.statsBase.s
 	return verifier.Stats{Hits: b.Hits + cur.Hits, Misses: b.Misses + cur.Misses, Lookups: b.Lookups + cur.Lookups,
 		Admitted: b.Admitted + cur.Admitted, Refused: b.Refused + cur.Refused, Warned: b.Warned + cur.Warned, Errors: b.Errors + cur.Errors}
+}
+
+func sameTLS(a, b *TLSConfig) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
