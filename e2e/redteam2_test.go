@@ -394,3 +394,99 @@ defaultPolicy: deny
 			code, lastLines(out, 10))
 	}
 }
+
+// TestRedTeam2ForeignChallengeWithClientAuth: with clientAuth, the
+// credentials a client holds for the proxy's host are its proxy login
+// (and since the fix of TestRedTeam2ProxyLoginForwardedToDefaultUpstream
+// they are never forwarded). But the challenges of upstreams the proxy
+// holds no credentials for still reach clients: the /v2/ ping is the
+// default upstream's, and its 401s pass through. Docker Hub, say, answers
+// the ping with `Bearer realm="https://auth.docker.io/token"`: `docker
+// login proxy.example.com` then validates alice's proxy password by
+// sending it to that realm, and every client holding the proxy's
+// credentials answers such a challenge by sending them there. The proxy
+// login, which opens the private upstreams, goes to a third party (or to
+// whatever realm a hostile upstream names), on the ping and on every
+// route.
+//
+// Fails until, with clientAuth set, no upstream's WWW-Authenticate
+// challenge reaches a client (the proxy answers with its own Basic
+// challenge, or 200 to the ping, or an error without a challenge).
+func TestRedTeam2ForeignChallengeWithClientAuth(t *testing.T) {
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusOK)
+	}))
+	t.Cleanup(evil.Close)
+	evilHost := strings.TrimPrefix(evil.URL, "http://")
+	challenge := fmt.Sprintf(`Bearer realm="%s/token",service="registry.example"`, evil.URL)
+	l := newAuthLab(t, nil, bcrypt.MinCost)
+	// pub.test answers like Docker Hub: every request without a token
+	// gets a Bearer challenge (but the harness's own start-up ping).
+	pub := newUpstreamFront(t, l.registry, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Authorization") == "Bearer anonymous-token" {
+			r.Header.Del("Authorization")
+			return false
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = w.Write([]byte(`{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`))
+		return true
+	})
+	// The same proxy configuration, with pub.test behind the challenging
+	// front: a second proxy in the lab's directory.
+	htpasswd, pwFile := filepath.Join(l.sh.Dir, "htpasswd"), filepath.Join(l.sh.Dir, "robot-password")
+	addr := fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+	cfg := filepath.Join(l.sh.Dir, "proxy-challenging.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`listen: "%s"
+clientAuth: {htpasswd: %s}
+upstreams:
+  - registry: pub.test
+    url: http://%s
+  - registry: priv.test
+    url: http://%s
+    auth: {username: %s, passwordFile: %s}
+defaultUpstream: pub.test
+policies:
+  - name: prod
+    match: ["priv.test/prod/**", "pub.test/prod/**"]
+    keys: [%s]
+defaultPolicy: deny
+`, addr, htpasswd, pub.host(), l.priv.host(), l.robot, pwFile, l.trusted.pub))
+	p := StartProcess(t, exec.Command(l.bin, "proxy", "--config", cfg))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy did not start: %v\n%s", err, p.Output())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	img := pushRunnableImage(t, l.registry, "prod/web")
+
+	for _, u := range []string{
+		"http://" + addr + "/v2/",
+		manifestURL(addr, "prod/web", img.digest.String()),
+		"http://" + addr + "/v2/prod/web/blobs/" + img.blobs[0],
+		"http://" + addr + "/v2/prod/web/tags/list",
+	} {
+		for _, auth := range []string{"", l.login()} {
+			hdr := []string{"Accept", manifestAccept}
+			who := "anonymously"
+			if auth != "" {
+				hdr, who = append(hdr, "Authorization", auth), "as alice"
+			}
+			a := send(t, http.MethodGet, u, hdr...)
+			for _, v := range a.header.Values("Www-Authenticate") {
+				if strings.Contains(v, evilHost) {
+					t.Errorf("GET %s %s: %d with pub.test's challenge (WWW-Authenticate: %s): a client holding its proxy login for this host sends it to %s to get a token",
+						u, who, a.status, v, evil.URL)
+				}
+			}
+		}
+	}
+}
