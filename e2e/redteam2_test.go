@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -488,5 +491,72 @@ defaultPolicy: deny
 				}
 			}
 		}
+	}
+}
+
+// TestRedTeam2BlobGateBlindToContentEncoding: the blob gate judges a blob
+// by its first bytes, and the pass-through forwards the client's
+// Accept-Encoding upstream while the proxy's transport never decodes
+// (DisableCompression, so that bytes pass as upstream stores them). Go's
+// HTTP client, and so containerd, asks for gzip on every request without
+// a Range and decodes the answer transparently. In front of an upstream
+// that compresses what it serves when asked (nginx with gzip_types *, a
+// CDN), the gate sees 1f 8b, not '{', and passes an unsigned manifest as
+// a blob: the client reads the manifest's bytes.
+//
+// Fails until the gate judges the bytes the client will read (ask
+// upstream for identity encoding, or decode before judging).
+func TestRedTeam2BlobGateBlindToContentEncoding(t *testing.T) {
+	l := newGateLab(t)
+	front := newUpstreamFront(t, l.registry, func(w http.ResponseWriter, r *http.Request) bool {
+		if !strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") || !strings.Contains(r.URL.Path, "/blobs/") {
+			return false
+		}
+		req, err := http.NewRequest(r.Method, "http://"+l.registry+r.URL.RequestURI(), nil)
+		if err != nil {
+			return false
+		}
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			w.WriteHeader(resp.StatusCode)
+			_, _ = w.Write(body)
+			return true
+		}
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		_, _ = zw.Write(body)
+		_ = zw.Close()
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.Header().Set("Docker-Content-Digest", resp.Header.Get("Docker-Content-Digest"))
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Vary", "Accept-Encoding")
+		w.Header().Set("Content-Length", fmt.Sprint(zb.Len()))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(zb.Bytes())
+		return true
+	})
+	p := l.proxy(t, l.registry, front.host())
+	const repo = "prod/app"
+	img := pushRunnableImage(t, l.registry, repo)
+	l.raw.blob(repo, "application/octet-stream", img.raw) // the unsigned manifest, as a blob
+	u := "http://" + p.addr + "/v2/" + repo + "/blobs/" + img.digest.String()
+	wantDenied(t, "GET the unsigned manifest's bytes as a blob, identity encoding", send(t, http.MethodGet, u, "Accept-Encoding", "identity"))
+
+	// A Go client as containerd uses it: gzip asked for and decoded.
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if resp.StatusCode == http.StatusOK && bytes.Equal(body, img.raw) {
+		t.Errorf("GET %s with Go's default Accept-Encoding: gzip: the proxy passed the unsigned manifest %s as a gzip-encoded blob (%d bytes decoded, the manifest's exact bytes); want 403", u, img.digest, len(body))
+	} else {
+		t.Logf("answer: %d, %d bytes", resp.StatusCode, len(body))
 	}
 }
