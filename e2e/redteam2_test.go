@@ -14,12 +14,14 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -558,5 +560,150 @@ func TestRedTeam2BlobGateBlindToContentEncoding(t *testing.T) {
 		t.Errorf("GET %s with Go's default Accept-Encoding: gzip: the proxy passed the unsigned manifest %s as a gzip-encoded blob (%d bytes decoded, the manifest's exact bytes); want 403", u, img.digest, len(body))
 	} else {
 		t.Logf("answer: %d, %d bytes", resp.StatusCode, len(body))
+	}
+}
+
+// tokenRealm is a token server that records what each request carried.
+type tokenRealm struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	seen []string // "METHOD Authorization: ...; body: ..."
+}
+
+func newTokenRealm(t *testing.T) *tokenRealm {
+	t.Helper()
+	tr := &tokenRealm{}
+	tr.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		tr.mu.Lock()
+		tr.seen = append(tr.seen, r.Method+" "+r.URL.RequestURI()+" Authorization: "+r.Header.Get("Authorization")+"; body: "+string(body))
+		tr.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"token":"t0ken","access_token":"t0ken","expires_in":300}`))
+	}))
+	t.Cleanup(tr.srv.Close)
+	return tr
+}
+
+// port is the realm's port.
+func (tr *tokenRealm) port() string {
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(tr.srv.URL, "http://"))
+	return port
+}
+
+func (tr *tokenRealm) requests() []string {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return append([]string(nil), tr.seen...)
+}
+
+// challengingFront is an upstream front that asks for a Bearer token from
+// realm on every request without the token t0ken, and passes requests
+// with it to the registry.
+func challengingFront(t *testing.T, registry, realm string) *upstreamFront {
+	return newUpstreamFront(t, registry, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Header.Get("Authorization") == "Bearer t0ken" {
+			r.Header.Del("Authorization")
+			return false
+		}
+		w.Header().Set("WWW-Authenticate", fmt.Sprintf(`Bearer realm="%s/token",service="priv"`, realm))
+		w.WriteHeader(http.StatusUnauthorized)
+		return true
+	})
+}
+
+// TestRedTeam2IdentityTokenToForeignRealm: realmGuard keeps the proxy's
+// credentials on the upstream's registrable domain by deleting the
+// Authorization header of requests elsewhere. But with auth: {dockerConfig}
+// holding an identity token (what `docker login` stores for OAuth
+// registries: Azure, Docker Hub with SSO, gcloud), go-containerregistry
+// does the OAuth2 refresh-token flow: a POST to the realm with the
+// identity token in the form body, which realmGuard does not look at. An
+// upstream at 127.0.0.1 (its own domain) that names a realm at localhost
+// (any host name passes go-containerregistry's check; only private IP
+// literals are refused) receives the proxy's long-lived refresh token.
+//
+// Fails until no request carrying the proxy's credentials, in a header or
+// in a body, leaves the upstream's registrable domain.
+func TestRedTeam2IdentityTokenToForeignRealm(t *testing.T) {
+	l := newGateLab(t)
+	realm := newTokenRealm(t)
+	foreign := "http://localhost:" + realm.port()
+	priv := challengingFront(t, l.registry, foreign)
+	pub := newUpstreamFront(t, l.registry, nil)
+	const idToken = "proxy-refresh-token-4f6c2a"
+	dockerConfig := filepath.Join(l.sh.Dir, "robot-docker-config.json")
+	writeFile(t, dockerConfig, fmt.Sprintf(`{"auths":{"priv.test":{"auth":%q,"identitytoken":%q}}}`,
+		base64.StdEncoding.EncodeToString([]byte("<token>:")), idToken))
+	p := startProxy(t, l.bin, l.sh.Dir, fmt.Sprintf(`listen: "%%[1]s"
+upstreams:
+  - registry: pub.test
+    url: http://%[1]s
+  - registry: priv.test
+    url: http://%[2]s
+    auth: {dockerConfig: %[3]s}
+    public: true
+defaultUpstream: pub.test
+policies:
+  - name: prod
+    match: ["priv.test/prod/**"]
+    keys: [%[4]s]
+defaultPolicy: deny
+`, pub.host(), priv.host(), dockerConfig, l.trusted.pub))
+	a := send(t, http.MethodGet, manifestURL(p.addr, "priv.test/prod/app", "v1"), "Accept", manifestAccept)
+	seen := realm.requests()
+	for _, r := range seen {
+		if strings.Contains(r, idToken) {
+			t.Errorf("the proxy sent its identity token for priv.test (at %s) to the token realm %s, another domain:\n  %s", priv.host(), foreign, r)
+		}
+	}
+	if len(seen) == 0 {
+		t.Errorf("the realm %s was never asked (answer %s): the token flow did not start\n%s", foreign, a, lastLines(p.proc.Output(), 10))
+	}
+}
+
+// TestRedTeam2TokenRealmOnAnotherPort: the README promises the proxy's
+// upstream credentials go "only to the upstream's host and to a token
+// realm on the same registrable domain", and the proxy's own sameOrigin
+// holds another port for another origin; realmGuard's sameSite compares
+// host names only. An upstream at localhost:A whose 401 names a realm at
+// localhost:B (another service or tenant of that host) gets the robot's
+// username and password sent there in Basic.
+//
+// Fails until a realm on the upstream's own host must be on its port (or
+// the realm must be a distinct host of the registrable domain).
+func TestRedTeam2TokenRealmOnAnotherPort(t *testing.T) {
+	l := newGateLab(t)
+	realm := newTokenRealm(t)
+	other := "http://localhost:" + realm.port()
+	priv := challengingFront(t, l.registry, other)
+	_, privPort, _ := net.SplitHostPort(priv.host())
+	pub := newUpstreamFront(t, l.registry, nil)
+	pwFile := filepath.Join(l.sh.Dir, "robot-password")
+	writeFile(t, pwFile, labRobotPassword+"\n")
+	p := startProxy(t, l.bin, l.sh.Dir, fmt.Sprintf(`listen: "%%[1]s"
+upstreams:
+  - registry: pub.test
+    url: http://%[1]s
+  - registry: priv.test
+    url: http://localhost:%[2]s
+    auth: {username: %[3]s, passwordFile: %[4]s}
+    public: true
+defaultUpstream: pub.test
+policies:
+  - name: prod
+    match: ["priv.test/prod/**"]
+    keys: [%[5]s]
+defaultPolicy: deny
+`, pub.host(), privPort, labRobot, pwFile, l.trusted.pub))
+	a := send(t, http.MethodGet, manifestURL(p.addr, "priv.test/prod/app", "v1"), "Accept", manifestAccept)
+	seen := realm.requests()
+	for _, r := range seen {
+		if strings.Contains(r, basicAuth(labRobot, labRobotPassword)) {
+			t.Errorf("the proxy sent the robot's password for priv.test (localhost:%s) to the token realm %s, another port:\n  %s", privPort, other, r)
+		}
+	}
+	if len(seen) == 0 {
+		t.Errorf("the realm %s was never asked (answer %s): the token flow did not start\n%s", other, a, lastLines(p.proc.Output(), 10))
 	}
 }
