@@ -162,17 +162,27 @@ func (o *ownedAuth) transport(ctx context.Context, repo string) (http.RoundTripp
 }
 
 // realmGuard keeps the proxy's credentials on the upstream's registrable
-// domain: a request anywhere else (a token realm or a redirect elsewhere)
-// goes without an Authorization header. go-containerregistry sends the
-// credentials to whatever realm a challenge names (the class of leak of
-// CVE-2026-33540); this is the check it leaves to its callers.
+// domain. go-containerregistry sends them to whatever realm a challenge
+// names (the class of leak of CVE-2026-33540): as an Authorization header,
+// or, for an identity token, in the body of a POST. Off the domain, a
+// request goes without an Authorization header, and one with a body (a
+// token exchange: registry reads are GET and HEAD) is refused.
 type realmGuard struct {
 	base   http.RoundTripper
 	origin *url.URL
 }
 
 func (g *realmGuard) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Header.Get("Authorization") != "" && !sameSite(g.origin, req.URL) {
+	if sameSite(g.origin, req.URL) {
+		return g.base.RoundTrip(req)
+	}
+	if req.Method != http.MethodGet && req.Method != http.MethodHead {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, fmt.Errorf("refusing to send the proxy's credentials for %s to %s: not on its domain", g.origin.Host, req.URL.Host)
+	}
+	if req.Header.Get("Authorization") != "" {
 		req = req.Clone(req.Context())
 		req.Header.Del("Authorization")
 	}
@@ -181,7 +191,8 @@ func (g *realmGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // sameSite reports whether u is on a's registrable domain (eTLD+1), over
 // https when a is: auth.docker.io for registry-1.docker.io. An IP address
-// or a single-label host is its own domain.
+// or a single-label host is its own domain. Ports do not count: a
+// registry's token service often listens on another port of its host.
 func sameSite(a, u *url.URL) bool {
 	if strings.EqualFold(a.Scheme, "https") && !strings.EqualFold(u.Scheme, "https") {
 		return false

@@ -56,13 +56,18 @@ func (s *Server) gateBlob(resp *http.Response) error {
 	// A registry's session cookie is worth the credentials it was issued
 	// for (the proxy's own, or another client's); no client needs one.
 	resp.Header.Del("Set-Cookie")
-	if (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) && bc.t.up.owned != nil {
+	if (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) && !bc.t.up.challengesClients() {
 		return ownedRefused(bc.t.up, resp.Request.URL.Path, resp.StatusCode)
 	}
 	if resp.StatusCode >= 500 {
 		s.metrics.upstreamError(bc.t.up.registry, "status")
 		return &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
 			Message: fmt.Sprintf("upstream %s answered %d for %s", bc.t.up.registry, resp.StatusCode, resp.Request.URL.Path)}
+	}
+	if bc.digest.Hex != "" && resp.Request.Method == http.MethodGet {
+		if err := plainBody(bc, resp); err != nil {
+			return err
+		}
 	}
 	if !bc.gate || resp.Request.Method != http.MethodGet {
 		return nil
@@ -90,6 +95,17 @@ func (s *Server) gateBlob(resp *http.Response) error {
 	resp.Body = leasedBody{Reader: bytes.NewReader(body), l: l}
 	resp.ContentLength = int64(len(body))
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}
+
+// plainBody refuses a blob body with a Content-Encoding: the proxy asks
+// for none, and an encoded body would hide from the gate what it holds.
+func plainBody(bc *passRequest, resp *http.Response) error {
+	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
+			Message: fmt.Sprintf("upstream %s sent %s with Content-Encoding %q, which the proxy did not ask for",
+				bc.t.up.registry, resp.Request.URL.Path, ce)}
+	}
 	return nil
 }
 
@@ -156,6 +172,9 @@ func (s *Server) checkWholeBlob(ctx context.Context, bc *passRequest) error {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return nil // the ranged request gets upstream's own answer
+	}
+	if err := plainBody(bc, resp); err != nil {
+		return err
 	}
 	jsonLike, err := peekJSON(resp)
 	if err != nil {

@@ -358,7 +358,7 @@ func (s *Server) upstreamStatus(t target, what string, resp *http.Response) erro
 	case code == http.StatusNotFound:
 		return &Error{Status: code, Code: CodeManifestUnknown, Body: passed,
 			Message: what + ": manifest unknown upstream"}
-	case (code == http.StatusUnauthorized || code == http.StatusForbidden) && t.up.owned != nil:
+	case (code == http.StatusUnauthorized || code == http.StatusForbidden) && !t.up.challengesClients():
 		return ownedRefused(t.up, what, code)
 	case code == http.StatusUnauthorized:
 		e := &Error{Status: code, Code: CodeUnauthorized, Body: passed,
@@ -389,11 +389,16 @@ func (s *Server) upstreamStatus(t target, what string, resp *http.Response) erro
 	}
 }
 
-// ownedRefused answers a 401 or 403 of an upstream the proxy holds the
-// credentials for: the client can do nothing about it, and upstream's
-// challenge must not reach it (a client answers a Bearer challenge by
-// sending its credentials, here its proxy login, to the realm named).
+// ownedRefused answers a 401 or 403 of an upstream whose challenge must
+// not reach the client (see upstream.challengesClients): the client can do
+// nothing about it, and a client answers a Bearer challenge by sending the
+// credentials it holds for the proxy's host to the realm named.
 func ownedRefused(up *upstream, what string, code int) *Error {
+	if up.owned == nil {
+		// No challenge: the client has nothing this proxy would forward.
+		return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
+			Message: fmt.Sprintf("%s: upstream %s requires credentials, and this proxy forwards no client credentials to it (%d)", what, up.registry, code)}
+	}
 	return &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
 		Message: fmt.Sprintf("%s: upstream %s refused the proxy's own credentials (%d)", what, up.registry, code)}
 }

@@ -53,6 +53,9 @@ func (s *Server) newReverseProxy(up *upstream) *httputil.ReverseProxy {
 			// The client's credentials go on only when they are for
 			// this upstream; passTransport adds them, or the proxy's own.
 			pr.Out.Header.Del("Authorization")
+			// Bytes the gate inspects must come as they are stored: an
+			// encoded body would hide what it holds.
+			pr.Out.Header.Del("Accept-Encoding")
 		},
 		Transport:      passTransport{up: up},
 		ModifyResponse: s.gateBlob,
@@ -199,13 +202,11 @@ func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if up == nil || up.owned != nil {
-		// Nothing to ask upstream, or the proxy holds the credentials
-		// for it: the challenge, if any, is the proxy's own.
-		if up != nil {
-			if _, err := authenticate(r, stateOf(r), up); err != nil {
-				return err
-			}
+	if up == nil || !up.challengesClients() {
+		// Nothing to ask upstream, or its challenge must not reach the
+		// client: the challenge, if any, is the proxy's own.
+		if err := authenticatePing(r, stateOf(r), up); err != nil {
+			return err
 		}
 		w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
 		w.Header().Set("Content-Type", "application/json")
@@ -217,6 +218,17 @@ func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) error {
 	}
 	s.forward(w, r, &passRequest{t: target{up: up}, auth: up.clientAuth(r)}, "/v2/")
 	return nil
+}
+
+// authenticatePing checks the login of a ping the proxy answers itself:
+// the proxy's Basic challenge when the upstream needs a login to the
+// proxy (so that docker login checks its password here), else none.
+func authenticatePing(r *http.Request, st *state, up *upstream) error {
+	if up == nil {
+		return nil
+	}
+	_, err := authenticate(r, st, up)
+	return err
 }
 
 // authenticate checks the client's Basic credentials against clientAuth

@@ -139,6 +139,15 @@ func (up *upstream) clientAuth(r *http.Request) string {
 	return r.Header.Get("Authorization")
 }
 
+// challengesClients says whether this upstream's authentication
+// challenges may reach clients: only when the client's Authorization is
+// forwarded to it. Otherwise what a client holds for the proxy's host (a
+// proxy login, another upstream's credentials) would be sent to whatever
+// realm the challenge names.
+func (up *upstream) challengesClients() bool {
+	return up.forwardAuth && up.owned == nil
+}
+
 // roundTripper is how the proxy reaches this upstream for repo on behalf
 // of a client whose forwarded Authorization is auth: with the proxy's own
 // credentials (token flow per repository), with auth, or anonymously.
