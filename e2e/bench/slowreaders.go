@@ -543,37 +543,12 @@ type goStats struct {
 
 // readGoStats reads goStats from the proxy's /metrics; -1 where it cannot.
 func readGoStats(ctx context.Context, c *http.Client, base string) goStats {
-	g := goStats{goroutines: -1, stack: -1, heap: -1}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	if err != nil {
-		return g
+	m := scrapeMetrics(ctx, c, base)
+	return goStats{
+		goroutines: int(metricOr(m, "go_goroutines", -1)),
+		stack:      int64(metricOr(m, "go_memstats_stack_inuse_bytes", -1)),
+		heap:       int64(metricOr(m, "go_memstats_heap_inuse_bytes", -1)),
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return g
-	}
-	defer resp.Body.Close()
-	s := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
-	s.Buffer(make([]byte, 64<<10), 1<<20)
-	for s.Scan() {
-		name, v, ok := strings.Cut(s.Text(), " ")
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil {
-			continue
-		}
-		switch name {
-		case "go_goroutines":
-			g.goroutines = int(f)
-		case "go_memstats_stack_inuse_bytes":
-			g.stack = int64(f)
-		case "go_memstats_heap_inuse_bytes":
-			g.heap = int64(f)
-		}
-	}
-	return g
 }
 
 // max keeps the larger of each gauge.

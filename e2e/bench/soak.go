@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -358,35 +357,9 @@ func soakBlobs(ctx context.Context, base string, s seeded) ([]string, error) {
 // readSoakMetrics reads go_goroutines and cosign_proxy_config_reloads_total
 // from the proxy's /metrics; -1 where it cannot.
 func readSoakMetrics(ctx context.Context, c *http.Client, base string) soakSnapshot {
-	s := soakSnapshot{goroutines: -1, reloads: -1, rss: -1}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	if err != nil {
-		return s
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return s
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		name, v, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
-			continue
-		}
-		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil {
-			continue
-		}
-		switch name {
-		case "go_goroutines":
-			s.goroutines = int(f)
-		case "cosign_proxy_config_reloads_total":
-			s.reloads = int(f)
-		}
-	}
-	return s
+	m := scrapeMetrics(ctx, c, base)
+	return soakSnapshot{goroutines: int(metricOr(m, "go_goroutines", -1)),
+		reloads: int(metricOr(m, "cosign_proxy_config_reloads_total", -1)), rss: -1}
 }
 
 // errSummary lists error kinds, most frequent first.

@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -148,31 +145,19 @@ func runWarm(ctx context.Context, e *env, r *report, s warmSpec) {
 // upstreamManifestRequests reads cosign_proxy_upstream_manifest_requests_total
 // from the proxy's /metrics, summed by method; nil when it cannot.
 func upstreamManifestRequests(ctx context.Context, c *http.Client, base string) map[string]float64 {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	if err != nil {
+	m := scrapeMetrics(ctx, c, base)
+	if m == nil {
 		return nil
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
 	out := map[string]float64{}
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 4<<20))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "cosign_proxy_upstream_manifest_requests_total{") {
+	for name, v := range m {
+		labels, ok := strings.CutPrefix(name, "cosign_proxy_upstream_manifest_requests_total{")
+		if !ok {
 			continue
 		}
-		labels, v, _ := strings.Cut(strings.TrimPrefix(line, "cosign_proxy_upstream_manifest_requests_total"), " ")
-		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-		if err != nil {
-			continue
-		}
-		for _, m := range []string{http.MethodGet, http.MethodHead} {
-			if strings.Contains(labels, `method="`+m+`"`) {
-				out[m] += f
+		for _, method := range []string{http.MethodGet, http.MethodHead} {
+			if strings.Contains(labels, `method="`+method+`"`) {
+				out[method] += v
 			}
 		}
 	}
