@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// Red team, third round: the HEAD-first pull by tag, the upstream request
+// slots, the refusal of encoded blobs, the batched bundle lookup, and
+// whether real clients still pull after the changes that kept upstream
+// challenges from clients.
+
+// anonymousTokenFront is a public registry as Docker Hub, ghcr.io and
+// quay.io are: anyone may pull, but every request must carry a Bearer
+// token, which its token realm (here on its own origin, at /token) hands
+// to anyone who asks, without credentials.
+func anonymousTokenFront(t *testing.T, backend, service string) *upstreamFront {
+	t.Helper()
+	const token = "anonymous-pull-token"
+	var front *upstreamFront
+	front = newUpstreamFront(t, backend, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path == "/token" {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"token":%q,"access_token":%q,"expires_in":300}`, token, token)
+			return true
+		}
+		if r.Header.Get("Authorization") == "Bearer "+token {
+			return false
+		}
+		challenge := fmt.Sprintf(`Bearer realm="http://%s/token",service=%q`, front.host(), service)
+		if repo, _, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v2/"), "/manifests/"); ok {
+			challenge += fmt.Sprintf(`,scope="repository:%s:pull"`, repo)
+		} else if repo, _, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v2/"), "/blobs/"); ok {
+			challenge += fmt.Sprintf(`,scope="repository:%s:pull"`, repo)
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
+		return true
+	})
+	return front
+}
+
+// TestRedTeam3PublicTokenRegistryAsSecondUpstream: a second upstream that
+// is public the way Docker Hub, ghcr.io and quay.io are (anonymous pulls,
+// but through an anonymous Bearer token from the registry's token realm)
+// cannot be pulled through the proxy at all. The README sends containerd
+// to every gated registry through one proxy (a hosts.toml per registry,
+// ?ns= selecting the upstream), and says that upstreams other than the
+// default "see anonymous requests". But the proxy sends them with no
+// token and does not fetch the anonymous token itself; since the proxy
+// keeps upstream challenges from clients (rightly), the client cannot do
+// the token exchange either, and every pull, signed or not, ends in
+// "401 ... this proxy forwards no client credentials to it". So does the
+// default upstream as soon as clientAuth is on (its requests are
+// anonymous too). Without clientAuth, forwardCredentials: true on the
+// upstream lets containerd do the exchange; with clientAuth nothing does
+// (forwardCredentials: true is refused, and auth: {dockerConfig} naming a
+// config with no entry for the registry stops start-up).
+//
+// Fails until the proxy does the anonymous token exchange itself for an
+// upstream it reaches anonymously (go-containerregistry's transport with
+// authn.Anonymous does), with the realm checks it applies to its own
+// credentials.
+func TestRedTeam3PublicTokenRegistryAsSecondUpstream(t *testing.T) {
+	l := newGateLab(t)
+	hub := anonymousTokenFront(t, l.registry, "hub.test")
+	signed := PushRandomImage(t, l.registry+"/prod/web:v1")
+	l.signBundle(t, l.registry+"/prod/web:v1")
+	p := startProxy(t, l.bin, l.sh.Dir, fmt.Sprintf(`listen: "%%[1]s"
+upstreams:
+  - registry: %[1]s
+    url: http://%[1]s
+  - registry: hub.test
+    url: http://%[2]s
+defaultUpstream: %[1]s
+policies:
+  - name: prod
+    match: ["%[1]s/prod/**", "hub.test/prod/**"]
+    keys: [%[3]s]
+defaultPolicy: deny
+`, l.registry, hub.host(), l.trusted.pub))
+
+	// The same image through the default upstream: the lab works.
+	if a := send(t, http.MethodGet, manifestURL(p.addr, "prod/web", "v1"), "Accept", manifestAccept); a.status != http.StatusOK {
+		t.Fatalf("GET prod/web:v1 through the default upstream: %s\n%s", a, lastLines(p.proc.Output(), 20))
+	}
+
+	// A plain pull through ?ns=hub.test, as containerd sends it.
+	a := send(t, http.MethodGet, manifestURL(p.addr, "prod/web", "v1")+"?ns=hub.test", "Accept", manifestAccept)
+	if a.status != http.StatusOK {
+		t.Errorf("GET /v2/prod/web/manifests/v1?ns=hub.test (a signed image on a public registry that hands out anonymous tokens): %s; want 200 with %s", a, signed)
+	}
+
+	// containerd, with hosts.toml naming the proxy as hub.test's server.
+	c := containerdOf(t, NewContainerdClient(t, Mirror{Proxy: p.addr, Upstream: "hub.test"}))
+	out, err := ctrPull(context.Background(), c, "hub", "prod/web:v1")
+	if err != nil {
+		t.Errorf("ctr images pull hub.test/prod/web:v1 through the proxy (signed with the trusted key): %v\n%s", err, lastLines(out, 5))
+	}
+	t.Logf("upstream hub.test saw:\n%s", listRequests(hub.requests()))
+}
