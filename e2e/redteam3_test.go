@@ -1,8 +1,11 @@
 package e2e
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -171,5 +174,71 @@ func TestRedTeam3DockerLoginUncheckedWhenDefaultIsPublic(t *testing.T) {
 			ref, err, lastLines(out, 3), lastLines(l.proxy.proc.Output(), 6))
 	} else {
 		t.Logf("pulled %s in %s", ref, time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// TestRedTeam3SecondContentEncodingPassesBlobGate: the blob gate refuses a
+// blob with a Content-Encoding, but reads only the first Content-Encoding
+// header line. An upstream (or a CDN in front of it) that answers
+//
+//	Content-Encoding: identity
+//	Content-Encoding: gzip
+//
+// gets a gzip body past the gate, both lines forwarded: the gate sees
+// 1f 8b, not '{', and passes an unsigned manifest as a blob. Go clients
+// (containerd, Docker, skopeo) read only the first line and do not
+// decode, but HTTP says the codings apply in order (RFC 9110 8.4), and
+// curl --compressed decodes both: it gets the unsigned manifest's exact
+// bytes. Low severity: it takes an upstream that encodes unasked.
+//
+// Fails until every Content-Encoding value of every line, not only the
+// first, must be identity.
+func TestRedTeam3SecondContentEncodingPassesBlobGate(t *testing.T) {
+	l := newGateLab(t)
+	front := newUpstreamFront(t, l.registry, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.Method != http.MethodGet || !strings.Contains(r.URL.Path, "/blobs/") {
+			return false
+		}
+		resp, err := http.Get("http://" + l.registry + r.URL.RequestURI())
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			w.WriteHeader(resp.StatusCode)
+			_, _ = w.Write(body)
+			return true
+		}
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		_, _ = zw.Write(body)
+		_ = zw.Close()
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.Header().Set("Docker-Content-Digest", resp.Header.Get("Docker-Content-Digest"))
+		w.Header()["Content-Encoding"] = []string{"identity", "gzip"}
+		w.Header().Set("Content-Length", fmt.Sprint(zb.Len()))
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(zb.Bytes())
+		return true
+	})
+	p := l.proxy(t, l.registry, front.host())
+	const repo = "prod/app"
+	img := pushRunnableImage(t, l.registry, repo)
+	l.raw.blob(repo, "application/octet-stream", img.raw) // the unsigned manifest, as a blob
+	u := "http://" + p.addr + "/v2/" + repo + "/blobs/" + img.digest.String()
+	a := send(t, http.MethodGet, u)
+	if a.status != http.StatusOK {
+		t.Logf("answer: %s", a)
+		return
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(a.body))
+	if err != nil {
+		t.Fatalf("GET %s: 200 with Content-Encoding %q, but not gzip: %v", u, a.header.Values("Content-Encoding"), err)
+	}
+	decoded, _ := io.ReadAll(zr)
+	if bytes.Equal(decoded, img.raw) {
+		t.Errorf("GET %s: the proxy passed the unsigned manifest %s as a blob with Content-Encoding %q (%d bytes; decoded in order, they are the manifest's exact bytes); want it refused",
+			u, img.digest, a.header.Values("Content-Encoding"), len(a.body))
 	}
 }
