@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -240,5 +242,72 @@ func TestRedTeam3SecondContentEncodingPassesBlobGate(t *testing.T) {
 	if bytes.Equal(decoded, img.raw) {
 		t.Errorf("GET %s: the proxy passed the unsigned manifest %s as a blob with Content-Encoding %q (%d bytes; decoded in order, they are the manifest's exact bytes); want it refused",
 			u, img.digest, a.header.Values("Content-Encoding"), len(a.body))
+	}
+}
+
+// TestRedTeam3OneClientStarvesUpstreamSlots: the 64 request slots of an
+// upstream are shared by every client, first come first served, and a
+// request that waits 2 s for one is 503. One anonymous client with 1,500
+// connections asking for tags that do not exist (no push rights needed)
+// keeps every slot of an upstream at a realistic distance (here
+// 300 ms a round trip, as Docker Hub from many places) busy, and everyone
+// else's pulls of that upstream fail with 503 for as long as it goes on.
+// containerd and Docker do not retry a 503 on a manifest: a node's image
+// pulls fail.
+//
+// Fails until one client cannot take all of an upstream's slots (a share
+// per client address or user, or answers for what upstream said does not
+// exist kept briefly), so that a pull of a signed image by another client
+// still succeeds while the flood goes on.
+func TestRedTeam3OneClientStarvesUpstreamSlots(t *testing.T) {
+	l := newGateLab(t)
+	const rtt = 300 * time.Millisecond
+	front := newUpstreamFront(t, l.registry, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != "/v2/" {
+			time.Sleep(rtt)
+		}
+		return false
+	})
+	p := l.proxy(t, l.registry, front.host())
+	img := pushRunnableImage(t, l.registry, "prod/app")
+	l.signBundle(t, l.registry+"/prod/app@"+img.digest.String())
+
+	// The flood: one client, 1500 connections, tags that do not exist.
+	stop := make(chan struct{})
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	flooder := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1500}}
+	for i := range 1500 {
+		wg.Go(func() {
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := flooder.Get(manifestURL(p.addr, "prod/app", fmt.Sprintf("nope-%d-%d", i, n)))
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				sent.Add(1)
+			}
+		})
+	}
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+	time.Sleep(2 * time.Second)
+
+	start := time.Now()
+	a := send(t, http.MethodGet, manifestURL(p.addr, "prod/app", img.digest.String()), "Accept", manifestAccept)
+	took := time.Since(start).Round(time.Millisecond)
+	t.Logf("the flooding client sent %d requests so far", sent.Load())
+	if a.status != http.StatusOK {
+		t.Errorf("GET prod/app@%s (signed with the trusted key) by another client while one client floods the upstream's slots: %s after %s; want 200",
+			img.digest, a, took)
+	} else {
+		t.Logf("the other client's pull took %s", took)
 	}
 }
