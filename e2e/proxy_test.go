@@ -49,7 +49,7 @@ func startProxy(t *testing.T, bin, dir, config string) *runningProxy {
 	path := filepath.Join(dir, "proxy-"+strings.ReplaceAll(addr, ":", "-")+".yaml")
 	writeFile(t, path, fmt.Sprintf(config, addr))
 	p := StartProcess(t, exec.Command(bin, "proxy", "--config", path))
-	if err := WaitHTTP("http://"+addr+"/v2/", 30*time.Second, p.Exited()); err != nil {
+	if err := WaitHTTP("http://"+addr+"/healthz", 30*time.Second, p.Exited()); err != nil {
 		t.Fatalf("cosign proxy did not start: %v\n%s", err, p.Output())
 	}
 	return &runningProxy{addr: addr, proc: p}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -304,14 +305,29 @@ func TestRedTeam3OneClientStarvesUpstreamSlots(t *testing.T) {
 	}()
 	time.Sleep(2 * time.Second)
 
-	// Another client pulls three signed images, one after the other.
+	// Another client, from another address (127.0.0.2: the proxy shares
+	// an upstream's slots by client address), pulls three signed images,
+	// one after the other.
+	victim := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext}}
 	for _, img := range imgs {
 		start := time.Now()
-		a := send(t, http.MethodGet, manifestURL(p.addr, "prod/app", img.digest.String()), "Accept", manifestAccept)
+		req, err := http.NewRequest(http.MethodGet, manifestURL(p.addr, "prod/app", img.digest.String()), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Accept", manifestAccept)
+		resp, err := victim.Do(req)
 		took := time.Since(start).Round(time.Millisecond)
-		if a.status != http.StatusOK {
-			t.Errorf("GET prod/app@%s (signed with the trusted key) by another client while one client floods the upstream's slots: %s after %s; want 200",
-				img.digest, a, took)
+		if err != nil {
+			t.Errorf("GET prod/app@%s by another client while one client floods the upstream's slots: %v after %s", img.digest, err, took)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET prod/app@%s (signed with the trusted key) by another client while one client floods the upstream's slots: %d %s after %s; want 200",
+				img.digest, resp.StatusCode, body, took)
 		} else {
 			t.Logf("the other client's pull of %s took %s", img.digest, took)
 		}

@@ -129,6 +129,13 @@ func newOwnedAuth(up *upstream, a *UpstreamAuth) (*ownedAuth, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newTokenAuth(up, authr)
+}
+
+// newTokenAuth is the token flow for up with authr: the proxy's own
+// credentials, or authn.Anonymous for the anonymous tokens public
+// registries hand out.
+func newTokenAuth(up *upstream, authr authn.Authenticator) (*ownedAuth, error) {
 	var opts []name.Option
 	if up.base.Scheme == "http" {
 		opts = append(opts, name.Insecure)
@@ -159,6 +166,36 @@ func (o *ownedAuth) transport(ctx context.Context, repo string) (http.RoundTripp
 		o.scopes.Add(repo, rt)
 		return rt, nil
 	})
+}
+
+// anonTransport reaches, for one repository, an upstream that clients'
+// credentials do not go to: plainly, and once it answers 401 with a Bearer
+// challenge (Docker Hub and ghcr.io serve public images that way) with an
+// anonymous token got by go-containerregistry's token flow, cached per
+// repository. The client never sees the challenge: it would answer one by
+// sending what it holds for the proxy's host to the realm named.
+type anonTransport struct {
+	up   *upstream
+	repo string
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t anonTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if rt, ok := t.up.anon.scopes.Get(t.repo); ok {
+		return rt.RoundTrip(req)
+	}
+	resp, err := t.up.transport.RoundTrip(req)
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || t.repo == "" ||
+		!strings.HasPrefix(strings.ToLower(resp.Header.Get("WWW-Authenticate")), "bearer") ||
+		(req.Body != nil && req.Body != http.NoBody) {
+		return resp, err
+	}
+	rt, terr := t.up.anon.transport(req.Context(), t.repo)
+	if terr != nil {
+		return resp, nil // the 401 stands; the caller answers it
+	}
+	resp.Body.Close()
+	return rt.RoundTrip(req)
 }
 
 // realmGuard keeps the proxy's credentials on the upstream's registrable

@@ -101,10 +101,14 @@ func (s *Server) gateBlob(resp *http.Response) error {
 // plainBody refuses a blob body with a Content-Encoding: the proxy asks
 // for none, and an encoded body would hide from the gate what it holds.
 func plainBody(bc *passRequest, resp *http.Response) error {
-	if ce := resp.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
-		return &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
-			Message: fmt.Sprintf("upstream %s sent %s with Content-Encoding %q, which the proxy did not ask for",
-				bc.t.up.registry, resp.Request.URL.Path, ce)}
+	for _, line := range resp.Header.Values("Content-Encoding") {
+		for ce := range strings.SplitSeq(line, ",") {
+			if ce = strings.TrimSpace(ce); ce != "" && !strings.EqualFold(ce, "identity") {
+				return &Error{Status: http.StatusBadGateway, Code: CodeUnavailable,
+					Message: fmt.Sprintf("upstream %s sent %s with Content-Encoding %q, which the proxy did not ask for",
+						bc.t.up.registry, resp.Request.URL.Path, ce)}
+			}
+		}
 	}
 	return nil
 }

@@ -78,56 +78,116 @@ func (f *flights[T]) do(ctx context.Context, key string, fn func(context.Context
 // Upstream request slots. The manifest GETs and HEADs and the signature
 // lookups the proxy sends one upstream are bounded, so that many clients
 // at once (each with its own credentials, so that nothing is shared)
-// cannot swamp the upstream and keep it swamped after they leave. A
-// request waits up to slotWait for a slot, then the client gets 503 with
-// Retry-After. Blob streams do not take slots.
+// cannot swamp the upstream and keep it swamped after they leave; and one
+// client address takes at most half of them, so that one client cannot
+// starve the others. A request waits up to slotWait for a slot, then the
+// client gets 503 with Retry-After. Blob streams do not take slots.
 const (
-	upstreamSlots = 64
-	slotWait      = 2 * time.Second
+	upstreamSlots  = 64
+	perClientSlots = upstreamSlots / 2
+	slotWait       = 2 * time.Second
 )
 
-// slots is one upstream's request slots.
-type slots chan struct{}
+// clientKey holds, on a request's context (and on the detached work it
+// starts), the address of the client it is for.
+type clientKey struct{}
 
-// acquire takes a slot, waiting up to slotWait or until ctx ends.
-func (s slots) acquire(ctx context.Context) error {
-	select {
-	case s <- struct{}{}:
-		return nil
-	default:
+// clientOf is the client address a context was started for, "" if none.
+func clientOf(ctx context.Context) string {
+	c, _ := ctx.Value(clientKey{}).(string)
+	return c
+}
+
+// slots is one upstream's request slots, with each client's share.
+type slots struct {
+	all chan struct{}
+
+	mu      sync.Mutex
+	clients map[string]*clientShare
+}
+
+type clientShare struct {
+	held chan struct{}
+	refs int
+}
+
+func newSlots() *slots {
+	return &slots{all: make(chan struct{}, upstreamSlots), clients: map[string]*clientShare{}}
+}
+
+// acquire takes one of the client's share and one of the upstream's
+// slots, waiting up to slotWait in all or until ctx ends.
+func (s *slots) acquire(ctx context.Context) (release func(), err error) {
+	client := clientOf(ctx)
+	s.mu.Lock()
+	share := s.clients[client]
+	if share == nil {
+		share = &clientShare{held: make(chan struct{}, perClientSlots)}
+		s.clients[client] = share
+	}
+	share.refs++
+	s.mu.Unlock()
+	done := func() {
+		s.mu.Lock()
+		if share.refs--; share.refs == 0 {
+			delete(s.clients, client)
+		}
+		s.mu.Unlock()
 	}
 	t := time.NewTimer(slotWait)
 	defer t.Stop()
+	if err := take(ctx, share.held, t.C); err != nil {
+		done()
+		return nil, err
+	}
+	if err := take(ctx, s.all, t.C); err != nil {
+		<-share.held
+		done()
+		return nil, err
+	}
+	return func() {
+		<-s.all
+		<-share.held
+		done()
+	}, nil
+}
+
+// take puts a token in c, waiting until timeout delivers or ctx ends.
+func take(ctx context.Context, c chan struct{}, timeout <-chan time.Time) error {
 	select {
-	case s <- struct{}{}:
+	case c <- struct{}{}:
 		return nil
-	case <-t.C:
+	default:
+	}
+	select {
+	case c <- struct{}{}:
+		return nil
+	case <-timeout:
 		return errBusy
 	case <-ctx.Done():
 		return context.Cause(ctx)
 	}
 }
 
-func (s slots) release() { <-s }
-
 // slotTransport holds a slot from each request until its response body is
 // closed.
 type slotTransport struct {
 	base  http.RoundTripper
-	slots slots
+	slots *slots
 }
 
 // RoundTrip implements http.RoundTripper.
 func (t slotTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	if err := t.slots.acquire(req.Context()); err != nil {
+	release, err := t.slots.acquire(req.Context())
+	if err != nil {
 		return nil, err
 	}
 	resp, err := t.base.RoundTrip(req)
 	if err != nil {
-		t.slots.release()
+		release()
 		return nil, err
 	}
-	resp.Body = &slotBody{ReadCloser: resp.Body, release: t.slots.release}
+	resp.Body = &slotBody{ReadCloser: resp.Body, release: release}
 	return resp, nil
 }
 

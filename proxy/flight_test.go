@@ -86,7 +86,7 @@ func TestUpstreamSlotsAnswerBusy(t *testing.T) {
 	e.sign("prod/app", d, e.key)
 	up := stateOfServer(e.srv).upstreams[e.up.host]
 	for range upstreamSlots {
-		up.slots <- struct{}{}
+		up.slots.all <- struct{}{}
 	}
 	start := time.Now()
 	resp := e.do(http.MethodGet, "/v2/prod/app/manifests/v1")
@@ -98,9 +98,40 @@ func TestUpstreamSlotsAnswerBusy(t *testing.T) {
 		t.Errorf("answered busy after %v, before waiting %v for a slot", waited, slotWait)
 	}
 	for range upstreamSlots {
-		up.slots.release()
+		<-up.slots.all
 	}
 	wantStatus(t, e.do(http.MethodGet, "/v2/prod/app/manifests/v1"), http.StatusOK, "")
 }
 
 func stateOfServer(s *Server) *state { return s.state.Load() }
+
+// TestOneClientTakesHalfTheSlots: a client address holding half of an
+// upstream's slots waits (then gets 503) for more, while another client
+// is still served.
+func TestOneClientTakesHalfTheSlots(t *testing.T) {
+	s := newSlots()
+	greedy := context.WithValue(context.Background(), clientKey{}, "10.0.0.1")
+	var releases []func()
+	for range perClientSlots {
+		release, err := s.acquire(greedy)
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, release)
+	}
+	if _, err := s.acquire(greedy); !errors.Is(err, errBusy) {
+		t.Fatalf("a client past its share: %v, want busy", err)
+	}
+	other := context.WithValue(context.Background(), clientKey{}, "10.0.0.2")
+	release, err := s.acquire(other)
+	if err != nil {
+		t.Fatalf("another client: %v", err)
+	}
+	release()
+	for _, r := range releases {
+		r()
+	}
+	if n := len(s.clients); n != 0 || len(s.all) != 0 {
+		t.Fatalf("%d client shares and %d slots left after every release", n, len(s.all))
+	}
+}

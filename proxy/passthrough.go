@@ -220,10 +220,21 @@ func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// authenticatePing checks the login of a ping the proxy answers itself:
-// the proxy's Basic challenge when the upstream needs a login to the
-// proxy (so that docker login checks its password here), else none.
+// authenticatePing checks the login of a ping the proxy answers itself.
+// With clientAuth, a client without a valid login gets the proxy's Basic
+// challenge, whatever the upstream: docker login checks its password here,
+// and Docker learns to send it (a public upstream still serves a client
+// that never logs in). Without it, only an upstream that needs a login
+// challenges.
 func authenticatePing(r *http.Request, st *state, up *upstream) error {
+	if st.users != nil {
+		if _, ok := st.users.check(r); !ok {
+			return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized,
+				Message: "authentication required: log in to this proxy",
+				Header:  http.Header{"Www-Authenticate": {`Basic realm="cosign proxy"`}}}
+		}
+		return nil
+	}
 	if up == nil {
 		return nil
 	}

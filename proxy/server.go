@@ -506,6 +506,14 @@ type recorder struct {
 
 type recorderKey struct{}
 
+// clientAddr is the host of a client's address, without the port.
+func clientAddr(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return host
+	}
+	return remote
+}
+
 // recorderOf is the recorder of a request that went through accessLog.
 func recorderOf(r *http.Request) *recorder {
 	rec, _ := r.Context().Value(recorderKey{}).(*recorder)
@@ -560,6 +568,8 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 			*rec = recorder{}
 			s.recorders.Put(rec)
 		}()
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), recorderKey{}, rec)))
+		ctx := context.WithValue(r.Context(), recorderKey{}, rec)
+		ctx = context.WithValue(ctx, clientKey{}, clientAddr(r.RemoteAddr))
+		next.ServeHTTP(rec, r.WithContext(ctx))
 	})
 }

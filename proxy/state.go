@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+
 	"github.com/cosign-dev/cosign/verifier"
 )
 
@@ -67,6 +69,8 @@ func (s *Server) newState(c Config) (*state, error) {
 				return nil, fmt.Errorf("proxy: upstream %s: %w", u.Registry, err)
 			}
 			up.needsClientAuth = !u.Public
+		} else if up.anon, err = newTokenAuth(up, authn.Anonymous); err != nil {
+			return nil, fmt.Errorf("proxy: upstream %s: %w", u.Registry, err)
 		}
 		up.proxy = s.newReverseProxy(up)
 		st.upstreams[u.Registry] = up

@@ -36,6 +36,9 @@ type upstream struct {
 	timeout time.Duration
 	// owned is the proxy's own credentials for this upstream, or nil.
 	owned *ownedAuth
+	// anon is the anonymous token flow, for an upstream that clients'
+	// credentials do not go to.
+	anon *ownedAuth
 	// needsClientAuth: clients must authenticate to the proxy to reach
 	// this upstream (it has proxy-owned credentials and is not public).
 	needsClientAuth bool
@@ -43,7 +46,7 @@ type upstream struct {
 	dockerHub bool
 	// slots bound the manifest and signature requests sent upstream at
 	// once; limited is client over them.
-	slots   slots
+	slots   *slots
 	limited *http.Client
 }
 
@@ -54,7 +57,7 @@ func newUpstream(u Upstream, forwardAuth bool, tr http.RoundTripper) (*upstream,
 	}
 	up := &upstream{registry: u.Registry, base: base, baseStr: base.String(), transport: tr, forwardAuth: forwardAuth}
 	up.client = &http.Client{Transport: tr, CheckRedirect: up.checkRedirect}
-	up.slots = make(slots, upstreamSlots)
+	up.slots = newSlots()
 	up.limited = &http.Client{Transport: slotTransport{base: tr, slots: up.slots}, CheckRedirect: up.checkRedirect}
 	return up, nil
 }
@@ -157,6 +160,8 @@ func (up *upstream) roundTripper(ctx context.Context, repo, auth string) (http.R
 		return up.owned.transport(ctx, repo)
 	case auth != "":
 		return &credentialTransport{base: up.transport, origin: up.base, auth: auth}, nil
+	case !up.forwardAuth:
+		return anonTransport{up: up, repo: repo}, nil
 	default:
 		return up.transport, nil
 	}
@@ -165,7 +170,7 @@ func (up *upstream) roundTripper(ctx context.Context, repo, auth string) (http.R
 // clientFor is an http.Client over roundTripper, for blobs: it follows
 // redirects and drops credentials off the upstream's origin.
 func (up *upstream) clientFor(ctx context.Context, repo, auth string) (*http.Client, error) {
-	if up.owned == nil && auth == "" {
+	if up.owned == nil && auth == "" && up.forwardAuth {
 		return up.client, nil
 	}
 	rt, err := up.roundTripper(ctx, repo, auth)
@@ -178,7 +183,7 @@ func (up *upstream) clientFor(ctx context.Context, repo, auth string) (*http.Cli
 // limitedClientFor is clientFor for manifest requests: each holds one of
 // the upstream's slots until its body is closed.
 func (up *upstream) limitedClientFor(ctx context.Context, repo, auth string) (*http.Client, error) {
-	if up.owned == nil && auth == "" {
+	if up.owned == nil && auth == "" && up.forwardAuth {
 		return up.limited, nil
 	}
 	rt, err := up.roundTripper(ctx, repo, auth)
