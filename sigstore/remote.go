@@ -409,18 +409,6 @@ func abortOrKeep(s Signature, err error) (Signature, error) {
 
 // --- Sigstore bundles (OCI 1.1 referrers) ---
 
-// bundleSignatures finds the bundle referrers of digest and reads them.
-func (f *Fetcher) bundleSignatures(ctx context.Context, repo string, digest v1.Hash) ([]Signature, error) {
-	entries, broken, err := f.bundleReferrers(ctx, repo, digest)
-	if err != nil {
-		return broken, err
-	}
-	sigs, err := fetchAll(ctx, entries, func(ctx context.Context, _ int, e Descriptor) (Signature, error) {
-		return f.bundleSignature(ctx, repo, digest, e)
-	})
-	return append(sigs, broken...), err
-}
-
 // bundleReferrers lists the referrers of digest whose artifactType is a
 // Sigstore bundle. It asks the referrers API and reads the referrers tag at
 // once, so that a registry without the API costs no extra round trip, and
