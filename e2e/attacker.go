@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -421,4 +422,38 @@ func send(t testing.TB, method, u string, header ...string) httpAnswer {
 		a.code = e.Errors[0].Code
 	}
 	return a
+}
+
+// serveGzipped answers r, a blob request, with what registry serves for it,
+// gzip-compressed and labelled with the Content-Encoding header lines
+// encodings, as an upstream that compresses unasked would; an answer other
+// than 200 is passed on as it is. It reports whether it answered.
+func serveGzipped(w http.ResponseWriter, r *http.Request, registry string, encodings ...string) bool {
+	req, err := http.NewRequest(r.Method, "http://"+registry+r.URL.RequestURI(), nil)
+	if err != nil {
+		return false
+	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		w.WriteHeader(resp.StatusCode)
+		_, _ = w.Write(body)
+		return true
+	}
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	_, _ = zw.Write(body)
+	_ = zw.Close()
+	w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+	w.Header().Set("Docker-Content-Digest", resp.Header.Get("Docker-Content-Digest"))
+	w.Header()["Content-Encoding"] = encodings
+	w.Header().Set("Vary", "Accept-Encoding")
+	w.Header().Set("Content-Length", fmt.Sprint(zb.Len()))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(zb.Bytes())
+	return true
 }
