@@ -15,6 +15,10 @@ const (
 	// FormatBundle is a Sigstore bundle v0.3 whose DSSE envelope wraps an
 	// in-toto statement, stored as an OCI 1.1 referrer of the image.
 	FormatBundle Format = "bundle"
+	// FormatAttestation is a layer of the "sha256-<hex>.att" manifest
+	// (cosign's legacy attestations): the layer blob is a DSSE envelope
+	// whose payload is an in-toto statement.
+	FormatAttestation Format = "dsse"
 )
 
 // Signature is one signature found for an image digest, reduced to what a
@@ -32,8 +36,22 @@ type Signature struct {
 	Payload []byte
 	// PayloadType is the DSSE payload type ("" for simple signing).
 	PayloadType string
-	// Bundle is the raw bundle JSON for FormatBundle, nil otherwise.
+	// Bundle is the raw bundle JSON for FormatBundle, the raw DSSE envelope
+	// JSON for FormatAttestation, nil otherwise.
 	Bundle []byte
+	// Certificate is the DER signing certificate of a keyless signature:
+	// the dev.sigstore.cosign/certificate annotation of a .sig or .att
+	// layer, or the certificate of a bundle's verificationMaterial. nil for
+	// a signature made with a key. It grants nothing by itself: Entity
+	// hands it to the verification of a trusted root.
+	Certificate []byte
+	// Chain holds the DER certificates of the dev.sigstore.cosign/chain
+	// annotation (intermediates, then root), or of a bundle's
+	// x509CertificateChain after its leaf.
+	Chain [][]byte
+	// RekorBundle is the raw dev.sigstore.cosign/bundle annotation of a
+	// .sig or .att layer: a Rekor entry with its SignedEntryTimestamp.
+	RekorBundle []byte
 	// Where says where the signature was found, for messages
 	// ("sha256-<hex>.sig layer 2", "referrer sha256:...").
 	Where string
@@ -57,7 +75,18 @@ type Claims struct {
 	// subjects that name it. One subject's annotations never count for
 	// another subject's digest.
 	Annotations map[v1.Hash]map[string]string
+	// PredicateType is the in-toto statement's predicateType:
+	// CosignPredicateType for a cosign signature, anything else for an
+	// attestation; "" for simple signing.
+	PredicateType string
+	// Predicate is the statement's predicate, raw JSON (checked free of
+	// duplicate keys); nil for simple signing.
+	Predicate []byte
 }
+
+// Keyless reports whether the signature carries a certificate, and so is
+// verified against a trusted root rather than a key.
+func (s Signature) Keyless() bool { return len(s.Certificate) > 0 }
 
 // AnnotationsOf returns the annotations the document gives digest d.
 func (c Claims) AnnotationsOf(d v1.Hash) map[string]string {

@@ -33,6 +33,12 @@ type Decision struct {
 	// Keys are the distinct IDs of the trusted keys whose signatures
 	// counted, in the order they were found.
 	Keys []string
+	// Identities are the policy's keyless identity entries whose
+	// certificates counted, as Identity.String gives them.
+	Identities []string
+	// Attestations are the predicate types of the policy's attestation
+	// rules that held.
+	Attestations []string
 	// Verified are the signatures that counted: verified by a trusted key
 	// and with claims that hold.
 	Verified []sigstore.Signature

@@ -90,6 +90,59 @@ type Policy struct {
 	Annotations map[string]string
 	// Children is inherit (default) or require-signed.
 	Children ChildrenMode
+	// Keyless, when set, admits certificate signers: signatures whose
+	// Fulcio certificate chains to the trusted root, with a transparency-log
+	// entry, and whose identity matches one of its identities.
+	Keyless *Keyless
+	// Attestations are the in-toto attestations that must be present for
+	// the digest, each signed by Threshold distinct signers of the policy.
+	Attestations []AttestationRule
+	// SignatureOptional (YAML "signature: false") admits on the
+	// attestations alone; it needs Attestations.
+	SignatureOptional bool
+}
+
+// Keyless configures certificate signers.
+type Keyless struct {
+	// TrustedRoot holds the Fulcio CAs, Rekor logs, CT logs and timestamp
+	// authorities to verify against.
+	TrustedRoot *sigstore.TrustedRoot
+	// Identities are the accepted certificate identities; each one that
+	// matches counts as one signer, however many certificates match it.
+	Identities []Identity
+}
+
+// Identity is an accepted certificate identity: the OIDC issuer (the
+// certificate's Fulcio issuer extension) and the subject (its SAN: an
+// e-mail, a URI or an othername), each exactly or by regular expression.
+// Exactly one of Issuer and IssuerRegExp is set, and of Subject and
+// SubjectRegExp. Regular expressions are Go RE2 syntax, matched unanchored
+// unless they anchor themselves, as sigstore cosign does.
+type Identity struct {
+	Issuer, IssuerRegExp   string
+	Subject, SubjectRegExp string
+}
+
+// String is "issuer X, subject Y", with "~" before a regular expression.
+func (id Identity) String() string {
+	issuer, subject := id.Issuer, id.Subject
+	if id.IssuerRegExp != "" {
+		issuer = "~" + id.IssuerRegExp
+	}
+	if id.SubjectRegExp != "" {
+		subject = "~" + id.SubjectRegExp
+	}
+	return "issuer " + issuer + ", subject " + subject
+}
+
+// AttestationRule requires an in-toto attestation of one predicate type.
+type AttestationRule struct {
+	// PredicateType is the statement's predicateType, exactly.
+	PredicateType string
+	// Predicate maps dotted paths into the predicate ("runDetails.builder.id",
+	// a number segment indexes an array) to the exact value that must be
+	// there: a string, a number, a boolean or nil (JSON null).
+	Predicate map[string]any
 }
 
 // Matches reports whether one of the policy's globs matches

@@ -58,4 +58,12 @@ const (
 	ReasonBelowThreshold    Reason = "below threshold"
 	ReasonInvalid           Reason = "invalid signature artifact"
 	ReasonNoPolicy          Reason = "no policy matches"
+	// Keyless refusals. Their Detail starts with the reason.
+	ReasonCertificateIdentity Reason = "certificate identity mismatch"
+	ReasonNoTransparencyLog   Reason = "no transparency log entry"
+	ReasonCertificateTime     Reason = "certificate not valid at log time"
+	ReasonKeyless             Reason = "keyless verification failed"
+	// Attestation refusals. Their Detail starts with the reason.
+	ReasonAttestationMissing Reason = "attestation missing"
+	ReasonPredicate          Reason = "predicate condition failed"
 )
