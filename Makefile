@@ -7,6 +7,11 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Where `make install` puts cosign (and the cosine symlink): GOBIN, else GOPATH/bin.
 INSTALL_DIR ?= $(shell d="$$($(GO) env GOBIN)"; [ -n "$$d" ] && echo "$$d" || echo "$$($(GO) env GOPATH)/bin")
 
+# The real sigstore cosign the interoperability tests run (built by
+# scripts/install-sigstore-cosign.sh when missing); the tests read this variable.
+SIGSTORE_COSIGN ?= $(shell $(GO) env GOPATH)/sigstore-cosign/v3.1.2/cosign
+export SIGSTORE_COSIGN
+
 .PHONY: all build test test-deps vet fmt-check fuzz install proxy bench clean
 
 all: build
@@ -29,9 +34,11 @@ FUZZTIME ?= 3s
 fuzz:
 	GO='$(GO)' FUZZTIME='$(FUZZTIME)' scripts/fuzz.sh
 
-## test-deps: install what the e2e tests run (docker-registry, openssl, skopeo, ...) when missing
+## test-deps: install what the e2e tests run (docker-registry, openssl, skopeo, ...,
+## and the real sigstore cosign for interoperability tests) when missing
 test-deps:
 	scripts/install-test-deps.sh
+	GO='$(GO)' scripts/install-sigstore-cosign.sh
 
 vet:
 	$(GO) vet ./...

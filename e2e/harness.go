@@ -67,6 +67,34 @@ func Require(t testing.TB, programs ...string) {
 
 // shout writes to the controlling terminal, if there is one: go test hides
 // the log of passing packages unless -v, and a skip must not go unnoticed.
+// SigstoreCosign returns the path of the real sigstore cosign v3.1.2 that
+// the interoperability tests run: $SIGSTORE_COSIGN, else where
+// scripts/install-sigstore-cosign.sh puts it. When it is missing it fails
+// the test under CI and otherwise skips it loudly.
+func SigstoreCosign(t testing.TB) string {
+	t.Helper()
+	bin := os.Getenv("SIGSTORE_COSIGN")
+	if bin == "" {
+		out, err := exec.Command("go", "env", "GOPATH").Output()
+		if err == nil {
+			bin = filepath.Join(strings.TrimSpace(string(out)), "sigstore-cosign", "v3.1.2", "cosign")
+		}
+	}
+	if st, err := os.Stat(bin); err == nil && !st.IsDir() && st.Mode()&0o111 != 0 {
+		return bin
+	}
+	msg := fmt.Sprintf("sigstore cosign v3.1.2 not found at %q: build it with scripts/install-sigstore-cosign.sh (make test-deps does)", bin)
+	if InCI() {
+		t.Fatalf("CI=true and %s", msg)
+	}
+	line := strings.Repeat("!", 78)
+	banner := fmt.Sprintf("\n%s\n!! SKIPPING %s: %s\n%s\n", line, t.Name(), msg, line)
+	t.Log(banner)
+	shout(banner)
+	t.Skip(msg)
+	return ""
+}
+
 func shout(s string) {
 	tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0)
 	if err != nil {
