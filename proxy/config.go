@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -47,7 +49,10 @@ type Config struct {
 	// neither ?ns= nor a registry prefix. Empty means the only upstream when
 	// there is one; with several, such requests are refused.
 	DefaultUpstream string
-	// Policies decide which keys must have signed what; first match wins.
+	// Policies decide which signers (keys, keyless identities) must have
+	// signed what, and which attestations must be present; first match
+	// wins. Policies that name one trusted root share its
+	// *sigstore.TrustedRoot.
 	Policies []*verifier.Policy
 	// DefaultAllow admits repositories that no policy matches, unchecked.
 	// False (defaultPolicy: deny) refuses them.
@@ -70,7 +75,8 @@ type Config struct {
 	ClientAuth *ClientAuthConfig
 
 	// files are the files the configuration was read from (the YAML file,
-	// keys, credentials, certificates): a change of any is a reload.
+	// keys, trusted roots, credentials, certificates): a change of any is a
+	// reload.
 	files []string
 }
 
@@ -108,7 +114,8 @@ type UpstreamAuth struct {
 }
 
 // Files returns the files c was read from: the YAML file, key files,
-// credentials and certificates. A change of any is a reason to reload.
+// trusted roots, credentials and certificates. A change of any is a reason
+// to reload.
 func (c *Config) Files() []string { return slices.Clone(c.files) }
 
 // Upstream is one registry behind the proxy.
@@ -335,8 +342,9 @@ func (e *ConfigError) Error() string {
 	return e.File + ": " + e.Msg
 }
 
-// LoadConfig reads and validates a YAML configuration file. Key files in it
-// are relative to the file's directory.
+// LoadConfig reads and validates a YAML configuration file. The files it
+// names (keys, trusted roots, credentials, certificates) are relative to the
+// file's directory.
 func LoadConfig(path string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -351,7 +359,7 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 // ParseConfig parses and validates a YAML configuration. path names it in
-// errors; key files are read relative to baseDir. Every error is a
+// errors; the files it names are read relative to baseDir. Every error is a
 // *ConfigError saying "FILE:LINE: reason".
 func ParseConfig(data []byte, path, baseDir string) (*Config, error) {
 	p := &configParser{file: path, baseDir: baseDir}
@@ -373,6 +381,20 @@ type configParser struct {
 	file    string
 	baseDir string
 	files   []string // files the configuration depends on, besides file
+	// roots are the trustedRoots, each parsed once however many policies
+	// name it; nil when the file has no trustedRoots.
+	roots map[string]*sigstore.TrustedRoot
+	// rootRefs are the policies' keyless.trustedRoot names, resolved once
+	// the whole file is read: trustedRoots may come after policies.
+	rootRefs []rootRef
+}
+
+// rootRef is one policy's keyless.trustedRoot, waiting to be resolved.
+type rootRef struct {
+	pol     *verifier.Policy
+	keyless *verifier.Keyless
+	name    string
+	node    *yaml.Node
 }
 
 func (p *configParser) errorf(n *yaml.Node, format string, args ...any) error {
@@ -633,6 +655,7 @@ func (p *configParser) config(root *yaml.Node) (*Config, error) {
 			policiesNode, err = p.policies(n, cfg)
 			return err
 		},
+		"trustedRoots": p.trustedRoots,
 		"defaultPolicy": func(n *yaml.Node) error {
 			var s string
 			if err := p.enum(n, "defaultPolicy", &s, "deny", "allow"); err != nil {
@@ -687,6 +710,9 @@ func (p *configParser) config(root *yaml.Node) (*Config, error) {
 	}
 	if defaultUpstream != nil && !slices.ContainsFunc(cfg.Upstreams, func(u Upstream) bool { return u.Registry == cfg.DefaultUpstream }) {
 		return nil, p.errorf(defaultUpstream, "defaultUpstream %q names no upstream (have %s)", cfg.DefaultUpstream, registryList(cfg.Upstreams))
+	}
+	if err := p.resolveRoots(); err != nil {
+		return nil, err
 	}
 	if err := p.checkPolicies(cfg, policiesNode); err != nil {
 		return nil, err
@@ -848,7 +874,7 @@ func (p *configParser) policies(n *yaml.Node, cfg *Config) ([]*yaml.Node, error)
 func (p *configParser) policy(n *yaml.Node, i int) (*verifier.Policy, error) {
 	pol := &verifier.Policy{}
 	where := fmt.Sprintf("policies[%d]", i)
-	var matchNode, keysNode, thresholdNode *yaml.Node
+	var matchNode, keysNode, thresholdNode, signatureNode *yaml.Node
 	var threshold int64
 	err := p.fields(n, where, map[string]func(*yaml.Node) error{
 		"name": func(v *yaml.Node) error { return p.str(v, where+".name", &pol.Name) },
@@ -877,6 +903,17 @@ func (p *configParser) policy(n *yaml.Node, i int) (*verifier.Policy, error) {
 			return p.enum(v, where+".children", (*string)(&pol.Children),
 				string(verifier.ChildrenInherit), string(verifier.ChildrenRequireSigned))
 		},
+		"keyless":      func(v *yaml.Node) error { return p.keyless(v, where+".keyless", pol) },
+		"attestations": func(v *yaml.Node) error { return p.attestations(v, where+".attestations", pol) },
+		"signature": func(v *yaml.Node) error {
+			signatureNode = v
+			var required bool
+			if err := p.boolean(v, where+".signature", &required); err != nil {
+				return err
+			}
+			pol.SignatureOptional = !required
+			return nil
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -891,20 +928,308 @@ func (p *configParser) policy(n *yaml.Node, i int) (*verifier.Policy, error) {
 	if pol.Mode == "" {
 		pol.Mode = verifier.ModeEnforce
 	}
-	if pol.Mode != verifier.ModeAllow && len(pol.Keys) == 0 {
+	identities := 0
+	if pol.Keyless != nil {
+		identities = len(pol.Keyless.Identities)
+	}
+	if pol.Mode != verifier.ModeAllow && len(pol.Keys) == 0 && pol.Keyless == nil {
 		at := n
 		if keysNode != nil {
 			at = keysNode
 		}
-		return nil, p.errorf(at, "%s: mode %s needs at least one key", where, pol.Mode)
+		return nil, p.errorf(at, "%s: mode %s needs at least one key (keys) or certificate identity (keyless)", where, pol.Mode)
 	}
 	if thresholdNode != nil {
-		if threshold < 1 || threshold > int64(len(pol.Keys)) {
-			return nil, p.errorf(thresholdNode, "%s: threshold %d: want 1 to the number of keys (%d)", where, threshold, len(pol.Keys))
+		signers := int64(len(pol.Keys) + identities)
+		if threshold < 1 || threshold > signers {
+			return nil, p.errorf(thresholdNode, "%s: threshold %d: want 1 to the number of signers, %d (%d keys and %d keyless identities)",
+				where, threshold, signers, len(pol.Keys), identities)
 		}
 		pol.Threshold = int(threshold)
 	}
+	if pol.SignatureOptional && len(pol.Attestations) == 0 {
+		return nil, p.errorf(signatureNode, "%s: signature: false admits on attestations alone, and there are none: "+
+			"list the required attestations, or leave signature out", where)
+	}
 	return pol, nil
+}
+
+// trustedRoots loads each named trusted_root.json, a file relative to the
+// configuration, once.
+func (p *configParser) trustedRoots(n *yaml.Node) error {
+	if err := p.noAlias(n); err != nil {
+		return err
+	}
+	if n.Kind != yaml.MappingNode {
+		return p.errorf(n, "trustedRoots must be a mapping of names to trusted_root.json files")
+	}
+	p.roots = make(map[string]*sigstore.TrustedRoot, len(n.Content)/2)
+	lines := make(map[string]int, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if err := p.noAlias(k); err != nil {
+			return err
+		}
+		var name string
+		if err := p.str(k, "a trustedRoots name", &name); err != nil {
+			return err
+		}
+		if strings.ContainsFunc(name, isSpaceOrControl) {
+			return p.errorf(k, "trusted root name %q contains spaces", name)
+		}
+		if line, dup := lines[name]; dup {
+			return p.errorf(k, "trusted root %q appears twice in trustedRoots (first at line %d)", name, line)
+		}
+		lines[name] = k.Line
+		if err := p.noAlias(v); err != nil {
+			return err
+		}
+		var path string
+		if err := p.path(v, "trustedRoots."+name, &path); err != nil {
+			return err
+		}
+		root, err := loadTrustedRoot(name, path)
+		if err != nil {
+			return p.errorf(v, "trustedRoots.%s: %v", name, err)
+		}
+		p.roots[name] = root
+	}
+	return nil
+}
+
+// loadTrustedRoot reads and parses the trusted_root.json at path.
+func loadTrustedRoot(name, path string) (*sigstore.TrustedRoot, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, sigstore.MaxTrustedRootSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	root, err := sigstore.ParseTrustedRoot(name, b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return root, nil
+}
+
+// resolveRoots points each keyless policy at the trusted root it names.
+func (p *configParser) resolveRoots() error {
+	for _, r := range p.rootRefs {
+		root, ok := p.roots[r.name]
+		if !ok {
+			have := "none is defined: add it under trustedRoots"
+			if len(p.roots) > 0 {
+				have = "have " + strings.Join(slices.Sorted(maps.Keys(p.roots)), ", ")
+			}
+			return p.errorf(r.node, "policy %q: keyless.trustedRoot %q names no trusted root (%s)", r.pol.Name, r.name, have)
+		}
+		r.keyless.TrustedRoot = root
+	}
+	return nil
+}
+
+// keyless reads a policy's certificate signers; its trustedRoot is
+// resolved by resolveRoots.
+func (p *configParser) keyless(n *yaml.Node, where string, pol *verifier.Policy) error {
+	k := &verifier.Keyless{}
+	var rootNode, idsNode *yaml.Node
+	var rootName string
+	err := p.fields(n, where, map[string]func(*yaml.Node) error{
+		"trustedRoot": func(v *yaml.Node) error {
+			rootNode = v
+			return p.str(v, where+".trustedRoot", &rootName)
+		},
+		"identities": func(v *yaml.Node) error {
+			idsNode = v
+			return p.identities(v, where+".identities", k)
+		},
+	})
+	if err != nil {
+		return err
+	}
+	if rootNode == nil {
+		return p.errorf(n, "%s: trustedRoot is missing: name one of trustedRoots", where)
+	}
+	if len(k.Identities) == 0 {
+		at := n
+		if idsNode != nil {
+			at = idsNode
+		}
+		return p.errorf(at, "%s: identities needs at least one entry {issuer or issuerRegExp, subject or subjectRegExp}", where)
+	}
+	pol.Keyless = k
+	p.rootRefs = append(p.rootRefs, rootRef{pol: pol, keyless: k, name: rootName, node: rootNode})
+	return nil
+}
+
+// identities reads the accepted certificate identities. Each entry counts
+// as one signer, so an entry given twice is refused: it would let one
+// certificate count twice.
+func (p *configParser) identities(n *yaml.Node, where string, k *verifier.Keyless) error {
+	if err := p.noAlias(n); err != nil {
+		return err
+	}
+	if n.Kind != yaml.SequenceNode {
+		return p.errorf(n, "%s must be a list of {issuer or issuerRegExp, subject or subjectRegExp}", where)
+	}
+	seen := map[verifier.Identity]int{}
+	for i, item := range n.Content {
+		at := fmt.Sprintf("%s[%d]", where, i)
+		var id verifier.Identity
+		err := p.fields(item, at, map[string]func(*yaml.Node) error{
+			"issuer":        func(v *yaml.Node) error { return p.str(v, at+".issuer", &id.Issuer) },
+			"issuerRegExp":  func(v *yaml.Node) error { return p.regexp(v, at+".issuerRegExp", &id.IssuerRegExp) },
+			"subject":       func(v *yaml.Node) error { return p.str(v, at+".subject", &id.Subject) },
+			"subjectRegExp": func(v *yaml.Node) error { return p.regexp(v, at+".subjectRegExp", &id.SubjectRegExp) },
+		})
+		if err != nil {
+			return err
+		}
+		switch {
+		case id.Issuer != "" && id.IssuerRegExp != "":
+			return p.errorf(item, "%s: give issuer or issuerRegExp, not both", at)
+		case id.Issuer == "" && id.IssuerRegExp == "":
+			return p.errorf(item, "%s: needs issuer (the OIDC issuer, exactly) or issuerRegExp", at)
+		case id.Subject != "" && id.SubjectRegExp != "":
+			return p.errorf(item, "%s: give subject or subjectRegExp, not both", at)
+		case id.Subject == "" && id.SubjectRegExp == "":
+			return p.errorf(item, "%s: needs subject (the certificate's e-mail or URI, exactly) or subjectRegExp", at)
+		}
+		if line, dup := seen[id]; dup {
+			return p.errorf(item, "%s: the same identity as at line %d (%s)", at, line, id)
+		}
+		seen[id] = item.Line
+		k.Identities = append(k.Identities, id)
+	}
+	return nil
+}
+
+// regexp reads a Go (RE2) regular expression.
+func (p *configParser) regexp(n *yaml.Node, what string, out *string) error {
+	if err := p.str(n, what, out); err != nil {
+		return err
+	}
+	if _, err := regexp.Compile(*out); err != nil {
+		return p.errorf(n, "%s: not a Go (RE2) regular expression: %v", what, err)
+	}
+	return nil
+}
+
+// attestations reads the required attestations, one rule per predicate
+// type.
+func (p *configParser) attestations(n *yaml.Node, where string, pol *verifier.Policy) error {
+	if err := p.noAlias(n); err != nil {
+		return err
+	}
+	if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+		return p.errorf(n, "%s must be a non-empty list of {predicateType, predicate}", where)
+	}
+	seen := map[string]int{}
+	for i, item := range n.Content {
+		at := fmt.Sprintf("%s[%d]", where, i)
+		var rule verifier.AttestationRule
+		var typeNode *yaml.Node
+		err := p.fields(item, at, map[string]func(*yaml.Node) error{
+			"predicateType": func(v *yaml.Node) error {
+				typeNode = v
+				return p.str(v, at+".predicateType", &rule.PredicateType)
+			},
+			"predicate": func(v *yaml.Node) error {
+				var err error
+				rule.Predicate, err = p.predicate(v, at+".predicate")
+				return err
+			},
+		})
+		if err != nil {
+			return err
+		}
+		if typeNode == nil {
+			return p.errorf(item, "%s: predicateType is missing (like https://slsa.dev/provenance/v1)", at)
+		}
+		if line, dup := seen[rule.PredicateType]; dup {
+			return p.errorf(typeNode, "%s: predicateType %q is listed twice (first at line %d); "+
+				"put all its conditions under one predicate", at, rule.PredicateType, line)
+		}
+		seen[rule.PredicateType] = typeNode.Line
+		pol.Attestations = append(pol.Attestations, rule)
+	}
+	return nil
+}
+
+// predicate reads the conditions on a predicate: dotted paths to scalar
+// values. YAML integers stay int64 and floats float64.
+func (p *configParser) predicate(n *yaml.Node, where string) (map[string]any, error) {
+	if err := p.noAlias(n); err != nil {
+		return nil, err
+	}
+	if n.Kind != yaml.MappingNode || len(n.Content) == 0 {
+		return nil, p.errorf(n, "%s must be a non-empty mapping of dotted paths to values (leave it out for no conditions)", where)
+	}
+	out := make(map[string]any, len(n.Content)/2)
+	lines := make(map[string]int, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if err := p.noAlias(k); err != nil {
+			return nil, err
+		}
+		var path string
+		if err := p.str(k, where+" path", &path); err != nil {
+			return nil, err
+		}
+		if slices.Contains(strings.Split(path, "."), "") {
+			return nil, p.errorf(k, "%s: path %q has an empty segment: want names and array indexes joined by '.', like runDetails.builder.id", where, path)
+		}
+		if line, dup := lines[path]; dup {
+			return nil, p.errorf(k, "%s: path %q appears twice (first at line %d)", where, path, line)
+		}
+		lines[path] = k.Line
+		val, err := p.scalar(v, where+"."+path)
+		if err != nil {
+			return nil, err
+		}
+		out[path] = val
+	}
+	return out, nil
+}
+
+// scalar is a YAML scalar as the JSON value it is compared with: string,
+// int64, float64, bool or nil. A timestamp is its text, as JSON has no
+// timestamps.
+func (p *configParser) scalar(n *yaml.Node, what string) (any, error) {
+	if err := p.noAlias(n); err != nil {
+		return nil, err
+	}
+	if n.Kind != yaml.ScalarNode {
+		return nil, p.errorf(n, "%s must be a string, a number, true, false or null, not a list or a mapping", what)
+	}
+	switch n.ShortTag() {
+	case "!!null":
+		return nil, nil
+	case "!!bool":
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return nil, p.errorf(n, "%s: %q is not a boolean", what, n.Value)
+		}
+		return b, nil
+	case "!!int":
+		var i int64
+		if err := n.Decode(&i); err != nil {
+			return nil, p.errorf(n, "%s: %s does not fit a 64-bit integer", what, n.Value)
+		}
+		return i, nil
+	case "!!float":
+		var f float64
+		if err := n.Decode(&f); err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+			return nil, p.errorf(n, "%s: %s is not a JSON number", what, n.Value)
+		}
+		return f, nil
+	case "!!str", "!!timestamp":
+		return n.Value, nil
+	}
+	return nil, p.errorf(n, "%s: a %s value is not a string, a number, true, false or null", what, n.ShortTag())
 }
 
 func (p *configParser) identity(n *yaml.Node, where string, pol *verifier.Policy) error {

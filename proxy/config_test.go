@@ -32,13 +32,17 @@ func TestExampleConfigParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, _ := keyDir(t)
+	dir, _ := rootDir(t)
+	optional := strings.NewReplacer("#remap:", "remap:", "#annotations:", "annotations:").Replace(string(example))
+	for _, block := range []string{"#trustedRoots:", "#keyless:", "#attestations:", "#signature:"} {
+		optional = uncomment(t, optional, block)
+	}
 	for _, tc := range []struct {
 		name string
 		yaml string
 	}{
 		{"as shipped", string(example)},
-		{"with the optional lines uncommented", strings.NewReplacer("#remap:", "remap:", "#annotations:", "annotations:").Replace(string(example))},
+		{"with the optional lines uncommented", optional},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(dir, "config.yaml")
@@ -60,8 +64,16 @@ func TestExampleConfigParses(t *testing.T) {
 				t.Fatalf("policy %+v", prod)
 			}
 			if strings.Contains(tc.name, "uncommented") &&
-				(prod.Remap == nil || prod.Remap.SignedPrefix != "registry.example.com/prod" || prod.Annotations["env"] != "prod") {
+				(prod.Remap == nil || prod.Remap.SignedPrefix != "registry.example.com/prod" || prod.Annotations["env"] != "prod" ||
+					prod.Keyless == nil || prod.Keyless.TrustedRoot == nil || prod.Keyless.TrustedRoot.Name != "public-good" ||
+					len(prod.Keyless.Identities) != 2 || prod.Keyless.Identities[1].SubjectRegExp != `^[a-z]+@acme\.com$` ||
+					len(prod.Attestations) != 1 ||
+					prod.Attestations[0].Predicate["runDetails.builder.id"] != "https://github.com/actions/runner/github-hosted" ||
+					prod.SignatureOptional) {
 				t.Fatalf("optional fields not parsed: %+v", prod)
+			}
+			if !strings.Contains(tc.name, "uncommented") && (prod.Keyless != nil || prod.Attestations != nil) {
+				t.Fatalf("the example as shipped has keyless or attestations on: %+v", prod)
 			}
 			if cfg.Policies[1].Mode != verifier.ModeWarn || len(cfg.Policies[1].Match) != 2 {
 				t.Fatalf("policy %+v", cfg.Policies[1])
@@ -71,6 +83,31 @@ func TestExampleConfigParses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// uncomment removes the '#' of the commented-out YAML block of text that
+// starts with the line first (after its indentation): that line and the
+// lines after it, at the same indentation, that are YAML ("#key:" or
+// "#  nested") rather than prose ("# words").
+func uncomment(t testing.TB, text, first string) string {
+	t.Helper()
+	lines := strings.Split(text, "\n")
+	for i, line := range lines {
+		indent := line[:len(line)-len(strings.TrimLeft(line, " "))]
+		if strings.TrimLeft(line, " ") != first && !strings.HasPrefix(strings.TrimLeft(line, " "), first+" ") {
+			continue
+		}
+		for j := i; j < len(lines); j++ {
+			rest, ok := strings.CutPrefix(lines[j], indent+"#")
+			if !ok || rest == "" || (j > i && strings.HasPrefix(rest, " ") && !strings.HasPrefix(rest, "  ")) {
+				break
+			}
+			lines[j] = indent + rest
+		}
+		return strings.Join(lines, "\n")
+	}
+	t.Fatalf("no line %q to uncomment", first)
+	return ""
 }
 
 // a minimal valid configuration; bad-config cases edit it.
@@ -254,8 +291,10 @@ func TestNewValidatesConfigBuiltInCode(t *testing.T) {
 }
 
 func FuzzParseConfig(f *testing.F) {
-	dir, _ := keyDir(f)
+	dir, _ := rootDir(f)
 	f.Add([]byte(baseConfig))
+	f.Add([]byte(keylessConfig))
+	f.Add([]byte(keylessBase))
 	if example, err := os.ReadFile("../config.example.yaml"); err == nil {
 		f.Add(example)
 	}
