@@ -14,15 +14,21 @@ import (
 )
 
 func runVerify(ctx context.Context, c *cli, args []string) error {
-	fs := newFlagSet("verify", "-key PUB IMAGE [-a key=value]... [-signature FILE|- [-payload FILE]] [--recursive]",
+	fs := newFlagSet("verify", "(-key PUB | --certificate-identity[-regexp] ID --certificate-oidc-issuer[-regexp] ISSUER\n"+
+		"       --trusted-root FILE) IMAGE [-a key=value]... [-signature FILE|- [-payload FILE]] [--recursive]",
 		"Exit 0 when at least one signature stored for the digest IMAGE resolves to was made by the key\n"+
-			"PUB, over a payload that names that digest and carries every -a annotation. Verified payloads\n"+
+			"PUB, over a payload that names that digest and carries every -a annotation. Instead of a key,\n"+
+			"keyless verification accepts a signature whose Fulcio certificate chains to the trusted root\n"+
+			"FILE (a Sigstore trusted_root.json), with a transparency-log entry of that root, and whose\n"+
+			"identity (SAN) and OIDC issuer match the --certificate-* flags, exactly or by regular expression\n"+
+			"(Go RE2, unanchored unless anchored, as in sigstore cosign). Verified payloads\n"+
 			"go to stdout as a JSON array; the checks go to stderr. As in sigstore cosign, the payload's\n"+
 			"docker-reference is not checked: the digest binds the signature. With -signature, verify that\n"+
 			"detached signature (raw or base64) over the regenerated payload, or over -payload, instead.\n"+
 			"With --recursive, a multi-platform index and each of its platform manifests must verify.",
 		c.stdout)
-	keyRef := fs.String("key", "", "public key: PKIX PEM (Ed25519, ECDSA P-256 or RSA), a file or env://VAR")
+	var signer signerFlags
+	signer.register(fs.FlagSet)
 	ann := annotations{}
 	fs.Var(ann, "a", "annotation `key=value` the signed payload must carry (repeatable)")
 	sigPath := fs.String("signature", "", "verify this detached signature instead (file, or - for stdin)")
@@ -36,6 +42,12 @@ func runVerify(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := signer.check(); err != nil {
+		return err
+	}
+	if *sigPath != "" && signer.key == "" {
+		return usagef("-signature verifies a detached signature with -key; keyless verification reads the certificates stored with the signatures")
+	}
 	if *payloadPath != "" && *sigPath == "" {
 		return usagef("-payload needs -signature")
 	}
@@ -48,7 +60,7 @@ func runVerify(ctx context.Context, c *cli, args []string) error {
 	if err := output(); err != nil {
 		return err
 	}
-	pub, err := c.loadPublicKey(*keyRef)
+	who, err := c.loadSigners(&signer)
 	if err != nil {
 		return err
 	}
@@ -86,17 +98,9 @@ func runVerify(ctx context.Context, c *cli, args []string) error {
 			Repository: d.Context().RepositoryStr(),
 			Digest:     t.Digest,
 		}
-		policy := &verifier.Policy{
-			Name:        verifyPolicyName,
-			Keys:        []sigstore.PublicKey{pub},
-			Threshold:   1,
-			Mode:        verifier.ModeEnforce,
-			Identity:    verifier.IdentityAny,
-			Annotations: ann.orNil(),
-		}
-		dec := verifier.Evaluate(policy, img, sigs)
+		dec := verifier.Evaluate(who.policy(ann), img, sigs)
 		if !dec.Admit || dec.Warn {
-			err := refusal(dec, img, pub, sigs, ann)
+			err := refusal(dec, img, who, sigs, ann)
 			if len(targets) > 1 {
 				err = fmt.Errorf("%s%s: %w", manifestKind(t, desc), platformNote(t), err)
 			}
@@ -114,7 +118,7 @@ func runVerify(ctx context.Context, c *cli, args []string) error {
 	}
 	var verified []sigstore.Signature
 	for _, p := range passes {
-		c.reportChecks(p.img, pub, ann, len(p.verified))
+		c.reportChecks(p.img, who, ann, len(p.verified))
 		verified = append(verified, p.verified...)
 	}
 	return c.printPayloads(verified)
@@ -156,22 +160,25 @@ func (c *cli) detachedSignature(sigPath, payloadPath, reference string, digest v
 	}}, nil
 }
 
-// verifyPolicyName names the one-key policy verify evaluates with.
+// verifyPolicyName names the one-signer policy verify evaluates with.
 const verifyPolicyName = "cosign verify"
 
 // refusal turns a refusing decision into the error the user sees.
-func refusal(dec verifier.Decision, img verifier.Image, pub sigstore.PublicKey, sigs []sigstore.Signature, ann annotations) error {
-	switch dec.Reason {
-	case verifier.ReasonNoSignatures:
+func refusal(dec verifier.Decision, img verifier.Image, who signers, sigs []sigstore.Signature, ann annotations) error {
+	pub := who.key
+	switch {
+	case dec.Reason == verifier.ReasonNoSignatures:
 		return fmt.Errorf("no signatures found for %s", img)
-	case verifier.ReasonUntrusted:
+	case pub == nil:
+		return decisionError(dec, img)
+	case dec.Reason == verifier.ReasonUntrusted:
 		if other := otherPayload(img, pub, sigs, ann); other != "" {
 			return fmt.Errorf("a signature by this key covers a different payload than the one stored with it: "+
 				"it verifies over %s (upload it with the -a annotations it was signed with) for %s", other, img)
 		}
 		return fmt.Errorf("none of %d signatures was made by this key (%s %s) for %s%s",
 			len(sigs), pub.Algorithm(), pub.ID(), img, malformed(sigs))
-	case verifier.ReasonDigestMismatch:
+	case dec.Reason == verifier.ReasonDigestMismatch:
 		return fmt.Errorf("digest mismatch: signature is for %s, image is %s (%s)",
 			digestNames(dec.SignedDigests), img.Digest, img)
 	}
@@ -239,10 +246,12 @@ func digestNames(ds []v1.Hash) string {
 }
 
 // reportChecks says on stderr which checks n signatures of img passed.
-func (c *cli) reportChecks(img verifier.Image, pub sigstore.PublicKey, ann annotations, n int) {
+func (c *cli) reportChecks(img verifier.Image, who signers, ann annotations, n int) {
 	fmt.Fprintf(c.stderr, "Verification for %s --\n", img)
 	fmt.Fprintf(c.stderr, "The following checks were performed on each of these signatures:\n")
-	fmt.Fprintf(c.stderr, "  - The signature was verified against the public key %s (%s).\n", pub.ID(), pub.Algorithm())
+	for _, line := range who.describe() {
+		fmt.Fprintf(c.stderr, "  - %s\n", line)
+	}
 	fmt.Fprintf(c.stderr, "  - The signed payload names the image digest %s.\n", img.Digest)
 	if len(ann) > 0 {
 		fmt.Fprintf(c.stderr, "  - The signed payload carries the annotations %s.\n", ann)
