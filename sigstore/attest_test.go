@@ -509,3 +509,41 @@ func TestWriteAttestationBundleRefusesBadArguments(t *testing.T) {
 		}
 	}
 }
+
+// FuzzAttestationRoundTrip checks that whatever predicate attest accepts
+// makes a statement that the reader parses back, naming the digest and
+// the predicate type, with the same predicate.
+func FuzzAttestationRoundTrip(f *testing.F) {
+	f.Add([]byte(attPredicate), false)
+	f.Add([]byte(`{"a":"\u00e9\ud83d\ude00","b":[1,2.5e3,null,true],"c":{}}`), true)
+	f.Add([]byte(" {\"x\" : \"<script>&\"}\n"), false)
+	f.Fuzz(func(t *testing.T, file []byte, custom bool) {
+		typ := "spdxjson"
+		if custom {
+			typ = "custom"
+		}
+		pt, predicate, err := AttestationPredicate(typ, file, time.Unix(0, 0))
+		if err != nil {
+			return
+		}
+		st, err := NewStatement("registry.example/app", attDigest, pt, predicate, nil)
+		if err != nil {
+			t.Fatalf("an accepted predicate %q makes no statement: %v", file, err)
+		}
+		s := Signature{Format: FormatAttestation, Payload: st, PayloadType: InTotoPayloadType, Signed: PAE(InTotoPayloadType, st)}
+		c, err := s.Claims()
+		if err != nil || c.PredicateType != pt || !slices.Equal(c.Digests, []v1.Hash{attDigest}) {
+			t.Fatalf("statement %s reads back as %+v, %v", st, c, err)
+		}
+		var want, got any
+		if err := json.Unmarshal(predicate, &want); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(c.Predicate, &got); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(want) != fmt.Sprint(got) {
+			t.Fatalf("predicate %s reads back as %s", predicate, c.Predicate)
+		}
+	})
+}

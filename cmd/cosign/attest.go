@@ -75,11 +75,14 @@ func runAttest(ctx context.Context, c *cli, args []string) error {
 		return fmt.Errorf("attesting %s: %w", d, err)
 	}
 	if *bundle || *newBundle {
-		return c.attestBundle(ctx, &reg, key, d, desc, statement, predicateType, *noUpload)
+		return c.attestBundle(ctx, &reg, key, d, desc, statement, predicateType, *predicatePath, *noUpload)
 	}
 	env, err := sigstore.NewAttestationEnvelope(key, statement)
 	if err != nil {
 		return fmt.Errorf("attesting %s: %w", d, err)
+	}
+	if err := fitsVerifiers(*predicatePath, "DSSE envelope", env); err != nil {
+		return err
 	}
 	if *noUpload {
 		_, err := fmt.Fprintf(c.stdout, "%s\n", env)
@@ -100,10 +103,13 @@ func runAttest(ctx context.Context, c *cli, args []string) error {
 
 // attestBundle stores (or prints) the statement as a Sigstore bundle.
 func (c *cli) attestBundle(ctx context.Context, reg *registryFlags, key sigstore.PrivateKey, d name.Digest, desc v1.Descriptor,
-	statement []byte, predicateType string, noUpload bool) error {
+	statement []byte, predicateType, predicatePath string, noUpload bool) error {
 	b, err := sigstore.NewAttestationBundle(key, statement)
 	if err != nil {
 		return fmt.Errorf("attesting %s: %w", d, err)
+	}
+	if err := fitsVerifiers(predicatePath, "bundle", b); err != nil {
+		return err
 	}
 	if noUpload {
 		_, err := fmt.Fprintf(c.stdout, "%s\n", b)
@@ -136,4 +142,14 @@ func readPredicate(path string, c *cli) ([]byte, error) {
 		return nil, fmt.Errorf("reading predicate %s: %w", path, err)
 	}
 	return b, nil
+}
+
+// fitsVerifiers refuses an envelope or bundle larger than verifiers read,
+// naming the predicate that made it so.
+func fitsVerifiers(predicatePath, what string, b []byte) error {
+	if len(b) <= sigstore.MaxAttestationSize {
+		return nil
+	}
+	return fmt.Errorf("predicate %s is too large: its signed %s would be %d bytes, more than the %d verifiers read "+
+		"(the statement is base64 in it, a third larger than the predicate)", predicatePath, what, len(b), sigstore.MaxAttestationSize)
 }

@@ -223,6 +223,9 @@ func TestAttestRefusesBadPredicates(t *testing.T) {
 		{"duplicate keys", `{"a":1,"a":2}`, `"a"`},
 		{"empty", ``, "empty"},
 		{"too large", `{"x":"` + strings.Repeat("a", maxPredicateSize) + `"}`, "larger than"},
+		// Within the file limit, but its envelope (base64) would be larger
+		// than verifiers read.
+		{"envelope too large", `{"x":"` + strings.Repeat("a", 900<<10) + `"}`, "more than the 1048576 verifiers read"},
 	} {
 		pred := writeFile(t, dir, "bad.json", tc.content)
 		_, stderr, code := run(t, nil, "", "attest", "--key", key, "--type", "spdxjson", "--predicate", pred, repo+":v1")
@@ -230,12 +233,20 @@ func TestAttestRefusesBadPredicates(t *testing.T) {
 			t.Errorf("%s: exit %d, %q; want 1 and %q", tc.name, code, stderr, tc.want)
 		}
 	}
+	big := writeFile(t, dir, "big.json", `{"x":"`+strings.Repeat("a", 900<<10)+`"}`)
+	if _, stderr, code := run(t, nil, "", "attest", "--key", key, "--bundle", "--predicate", big, repo+":v1"); code != 1 ||
+		!strings.Contains(stderr, "its signed bundle would be") {
+		t.Errorf("--bundle with a predicate too large for verifiers: exit %d, %q", code, stderr)
+	}
 	if _, stderr, code := run(t, nil, "", "attest", "--key", key, "--predicate", filepath.Join(dir, "missing.json"), repo+":v1"); code != 1 ||
 		!strings.Contains(stderr, "no such file") {
 		t.Errorf("missing predicate file: exit %d, %q", code, stderr)
 	}
 	if n := attLayerCount(t, repo, d); n != 0 {
 		t.Errorf("refused predicates still wrote %d .att layers", n)
+	}
+	if sigs, err := (&registryFlags{}).signatures(t.Context(), mustDigest(t, repo, d)); err != nil || len(sigs) != 0 {
+		t.Errorf("refused predicates still wrote %d referrers (%v)", len(sigs), err)
 	}
 }
 
