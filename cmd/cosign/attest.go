@@ -23,8 +23,8 @@ func runAttest(ctx context.Context, c *cli, args []string) error {
 			"store it in IMAGE's repository as a layer of the tag sha256-<hex>.att, as sigstore cosign does\n"+
 			"(earlier attestations are kept, an identical one is not added twice, and concurrent attests do\n"+
 			"not lose each other's). With --bundle, store a Sigstore bundle as an OCI referrer of the image\n"+
-			"instead. TYPE is the predicate type: a URI, or one of cosign's short names "+
-			strings.Join(sigstore.PredicateTypeNames(), ", ")+"\n"+
+			"instead. TYPE is the predicate type: a URI, or one of cosign's short names\n"+
+			"  "+strings.Join(sigstore.PredicateTypeNames(), ", ")+"\n"+
 			"(custom, the default, wraps the file as cosign does: {\"Data\":\"<file>\",\"Timestamp\":\"<now>\"}).\n"+
 			"KEY is a PEM file or env://VAR; an encrypted key takes its password from COSIGN_PASSWORD,\n"+
 			"a prompt on a terminal, or stdin. No transparency-log entry is made.",

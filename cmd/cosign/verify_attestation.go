@@ -23,8 +23,8 @@ func runVerifyAttestation(ctx context.Context, c *cli, args []string) error {
 			"certificate of the identity given that chains to the trusted root FILE with a transparency-log\n"+
 			"entry, and its in-toto statement names that digest. Each verified attestation goes to stdout\n"+
 			"as its DSSE envelope, one JSON object per line, as sigstore cosign prints them (the statement\n"+
-			"is the base64 \"payload\"); the checks go to stderr. TYPE is a URI or one of cosign's short names\n"+
-			strings.Join(sigstore.PredicateTypeNames(), ", ")+" (default custom).",
+			"is the base64 \"payload\"); the checks go to stderr. TYPE is a URI or one of cosign's short\n"+
+			"names (default custom):\n  "+strings.Join(sigstore.PredicateTypeNames(), ", "),
 		c.stdout)
 	typ := fs.String("type", "custom", "predicate type: a URI or a short name ("+strings.Join(sigstore.PredicateTypeNames(), "|")+")")
 	var signer signerFlags
