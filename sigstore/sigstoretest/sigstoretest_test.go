@@ -850,3 +850,32 @@ func hexBytes(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+// TestConcurrentUse signs from several goroutines at once (run with -race).
+func TestConcurrentUse(t *testing.T) {
+	s, tr := newSigstore(t)
+	v := mustVerifier(t, tr)
+	errs := make(chan error, 8)
+	for i := range 8 {
+		d := hashOf(strings.Repeat("x", i))
+		policy := digestPolicy(t, d)
+		go func() {
+			b, err := s.SignatureBundle(d, testOptions)
+			if err == nil {
+				var pb bundle.Bundle
+				if err = pb.UnmarshalJSON(b); err == nil {
+					_, err = v.Verify(&pb, policy)
+				}
+			}
+			if err == nil {
+				_, _, err = s.SimpleSigningLayer(testRef, d, testOptions)
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
