@@ -13,16 +13,19 @@ import (
 // Claims parses the signed document strictly and returns what it asserts.
 //
 // For FormatSimpleSigning it is ParsePayload(Payload): one digest, the
-// docker-reference, the "optional" annotations. For FormatBundle the payload
-// type must be InTotoPayloadType and the statement an in-toto Statement v1
-// (v0.1 accepted) with predicateType CosignPredicateType: Digests are its
+// docker-reference, the "optional" annotations. For FormatBundle and
+// FormatAttestation the payload type must be InTotoPayloadType and the
+// statement an in-toto Statement v1 (v0.1 accepted): Digests are its
 // subjects' sha256 digests, Annotations each subject's annotations under its
 // own digest (two subjects naming one digest with different values for a
-// key is an error), Reference "".
+// key is an error), Reference "", PredicateType and Predicate its
+// predicate. A statement whose PredicateType is CosignPredicateType is an
+// image signature; any other is an attestation, which the caller must not
+// count as a signature.
 //
 // The claims are only read from bytes the signature covers: Payload must
 // equal Signed for simple signing, and Signed must equal
-// PAE(PayloadType, Payload) for bundles. A Signature with Err returns Err.
+// PAE(PayloadType, Payload) for DSSE. A Signature with Err returns Err.
 func (s Signature) Claims() (Claims, error) {
 	if s.Err != nil {
 		return Claims{}, s.Err
@@ -30,7 +33,7 @@ func (s Signature) Claims() (Claims, error) {
 	switch s.Format {
 	case FormatSimpleSigning:
 		return s.simpleSigningClaims()
-	case FormatBundle:
+	case FormatBundle, FormatAttestation:
 		return s.bundleClaims()
 	default:
 		return Claims{}, fmt.Errorf("signature format %q is not supported", s.Format)
@@ -74,7 +77,7 @@ var (
 	subjectOptionalKeys = []string{"name", "uri", "content", "downloadLocation", "mediaType", "annotations"}
 )
 
-// parseStatement parses a cosign signing statement strictly.
+// parseStatement parses an in-toto statement strictly.
 func parseStatement(b []byte) (Claims, error) {
 	doc, err := parseJSON(b)
 	if err != nil {
@@ -96,13 +99,18 @@ func parseStatement(b []byte) (Claims, error) {
 	if err != nil {
 		return Claims{}, err
 	}
-	if pt != CosignPredicateType {
-		return Claims{}, fmt.Errorf("predicateType %q is not %q", pt, CosignPredicateType)
+	if pt == "" {
+		return Claims{}, errors.New("predicateType: empty")
 	}
 	if predicate.kind() != jsonObject {
 		return Claims{}, errors.New("predicate: not a JSON object")
 	}
-	return parseSubjects(subject)
+	c, err := parseSubjects(subject)
+	if err != nil {
+		return Claims{}, err
+	}
+	c.PredicateType, c.Predicate = pt, []byte(predicate)
+	return c, nil
 }
 
 func parseSubjects(list jsonValue) (Claims, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -155,8 +156,9 @@ func TestClaimsBundleRejects(t *testing.T) {
 	}{
 		{"payloadType JSON", "application/json", ok, `payloadType "application/json"`},
 		{"payloadType simple signing", sigstore.SimpleSigningMediaType, ok, "payloadType"},
-		{"SLSA provenance predicate", "", statement(v1Type, "["+subject(hexA)+"]", `"https://slsa.dev/provenance/v1"`, "{}"), `predicateType "https://slsa.dev/provenance/v1"`},
-		{"predicate type in another case", "", statement(v1Type, "["+subject(hexA)+"]", `"https://sigstore.dev/Cosign/sign/v1"`, "{}"), "predicateType"},
+		{"empty predicate type", "", statement(v1Type, "["+subject(hexA)+"]", `""`, "{}"), "predicateType: empty"},
+		{"predicate type a number", "", statement(v1Type, "["+subject(hexA)+"]", `1`, "{}"), "predicateType"},
+		{"predicate an array", "", statement(v1Type, "["+subject(hexA)+"]", `"https://slsa.dev/provenance/v1"`, "[]"), "predicate: not a JSON object"},
 		{"other statement type", "", statement(`"https://in-toto.io/Statement/v2"`, "["+subject(hexA)+"]", cosignPred, "{}"), "_type"},
 		{"predicate missing", "", obj(member("_type", v1Type), member("subject", "["+subject(hexA)+"]"), member("predicateType", cosignPred)), `missing key "predicate"`},
 		{"predicate null", "", statement(v1Type, "["+subject(hexA)+"]", cosignPred, "null"), "predicate: not a JSON object"},
@@ -195,6 +197,30 @@ func TestClaimsBundleRejects(t *testing.T) {
 				t.Errorf("error %q does not mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// An attestation's statement parses like a signature's; its predicate type
+// and predicate come back as they were signed, in any case, so that the
+// verifier, not the parser, tells a signature from an attestation.
+func TestClaimsAttestationPredicate(t *testing.T) {
+	key := newECDSAKey(t)
+	for _, tc := range []struct{ predicateType, predicate string }{
+		{"https://slsa.dev/provenance/v1", `{"runDetails":{"builder":{"id":"https://ci.example/builder"}}}`},
+		{"https://sigstore.dev/Cosign/sign/v1", "{}"},
+		{sigstore.CosignPredicateType, "{}"},
+	} {
+		c, err := bundleClaims(t, key, sigstore.InTotoPayloadType,
+			statement(v1Type, "["+subject(hexA)+"]", strconv.Quote(tc.predicateType), tc.predicate))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.predicateType, err)
+		}
+		if c.PredicateType != tc.predicateType || string(c.Predicate) != tc.predicate {
+			t.Errorf("got predicate type %q, predicate %s; want %q, %s", c.PredicateType, c.Predicate, tc.predicateType, tc.predicate)
+		}
+		if len(c.Digests) != 1 || c.Digests[0].Hex != hexA {
+			t.Errorf("digests %v", c.Digests)
+		}
 	}
 }
 

@@ -410,7 +410,9 @@ func TestAttacks(t *testing.T) {
 				s := sigstore.Signature{Format: sigstore.FormatBundle, Signed: signed, Sig: sig, Payload: stmt, PayloadType: sigstore.InTotoPayloadType}
 				return Evaluate(testPolicy(k.trusted), img, []sigstore.Signature{s})
 			},
-			admit: false, reason: ReasonInvalid,
+			// Another predicate type makes an attestation, which is
+			// never counted as a signature.
+			admit: false, reason: ReasonUntrusted,
 		},
 		{
 			name: "claims-read-only-from-signed-bytes",
@@ -602,6 +604,11 @@ func (s *dumpSource) Blob(_ context.Context, _ string, d sigstore.Descriptor, li
 		return nil, fmt.Errorf("%w: blob %s not in the dump or not as described", sigstore.ErrInvalidArtifact, d.Digest)
 	}
 	return b, nil
+}
+
+// Attestations implements Source: the dump holds no .att tags.
+func (s *dumpSource) Attestations(context.Context, string, v1.Hash) ([]sigstore.Signature, error) {
+	return nil, nil
 }
 
 // Signatures implements Source over the dump.

@@ -109,6 +109,10 @@ func (payloadSource) Blob(context.Context, string, sigstore.Descriptor, int64) (
 	return nil, errors.New("payloadSource serves no blobs")
 }
 
+func (payloadSource) Attestations(context.Context, string, v1.Hash) ([]sigstore.Signature, error) {
+	return nil, nil
+}
+
 func (payloadSource) SignaturesUntil(_ context.Context, repo string, d v1.Hash, _ sigstore.Enough) ([]sigstore.Signature, error) {
 	p, err := sigstore.NewPayload(testRegistry+"/"+repo, d, nil)
 	if err != nil {

@@ -292,8 +292,10 @@ func TestEvaluateRefusesEditedCosignBundles(t *testing.T) {
 			b.sign(t, real, sigstore.InTotoPayloadType, marshalStatement(t, s))
 			return b.signature(t)
 		},
-		reason: verifier.ReasonInvalid,
-		detail: "predicateType " + `"` + vecOtherPayload + `"`,
+		// A statement with another predicate type is an attestation:
+		// never a signature, whoever signed it.
+		reason: verifier.ReasonUntrusted,
+		detail: "1 attestation by trusted signers, which are no image signatures",
 	}, {
 		name: "_type not an in-toto statement, re-signed",
 		build: func(t *testing.T) sigstore.Signature {

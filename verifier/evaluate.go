@@ -1,6 +1,7 @@
 package verifier
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"slices"
 	"strconv"
@@ -53,19 +54,29 @@ type Decision struct {
 }
 
 // Evaluate decides whether img may be served under p, given the signatures
-// found for its digest. It does no I/O.
+// and attestations found for its digest. It does no I/O.
 //
-// Each signature without Err is checked against each distinct key of the
-// policy; the first key that verifies it must also find its claims valid
-// (they parse, bind img.Digest, name the repository per the identity rule,
-// carry the required annotations), or the signature is rejected. A key
-// counts once however many signatures it made, and a signature counts for
-// at most one key. The digest is admitted when at least Threshold keys
-// count; zero signatures never pass.
+// A signature without Err is checked against the policy's signers: one with
+// a certificate against its keyless block (see keyless.go), any other
+// against each distinct key. The first key that verifies it, or the first
+// identity entry its verified certificate matches, is its signer; its
+// claims must then hold (they parse, bind img.Digest, name the repository
+// per the identity rule, carry the required annotations), or it is
+// rejected. A signer counts once however many signatures it made, and a
+// signature counts for at most one signer. A signed in-toto statement whose
+// predicate type is not cosign's signing predicate is an attestation: it
+// never counts as a signature, and counts for the policy's rule of its
+// predicate type when its predicate conditions hold.
+//
+// The digest is admitted when at least Threshold signers signed it (unless
+// SignatureOptional) and, for each attestation rule, at least Threshold
+// signers attested it; zero signatures never pass.
 //
 // When it refuses, the Reason is the most specific one: no signatures;
-// else the first claim that failed on a verified signature; else below
-// threshold; else invalid artifacts (all were malformed); else untrusted.
+// else the first failure on a signature whose signer verified it (a claim,
+// a certificate identity, the log entry); else below threshold; else
+// invalid artifacts (all were malformed); else untrusted; and, when the
+// signatures suffice, the first attestation rule that does not hold.
 func Evaluate(p *Policy, img Image, sigs []sigstore.Signature) Decision {
 	if p == nil {
 		return Decision{Reason: ReasonNoPolicy, Message: oneLine(fmt.Sprintf("%s: refused: no policy matches", img))}
@@ -73,26 +84,12 @@ func Evaluate(p *Policy, img Image, sigs []sigstore.Signature) Decision {
 	if p.mode() == ModeAllow {
 		return allowed(p, img)
 	}
-	var t tally
-	keys := trustedKeys(p.Keys)
-	for i := range sigs {
-		t.consider(p, img, keys, i, &sigs[i])
+	t, err := newTally(p, img, nil)
+	if err != nil {
+		return refuse(p, img, ReasonInvalid, err.Error())
 	}
-	if len(t.keys) >= p.threshold() { // threshold() >= 1: zero signatures never pass
-		return Decision{
-			Admit:    true,
-			Reason:   ReasonVerified,
-			Message:  verifiedMessage(p, img, t.keys),
-			Policy:   p.Name,
-			Keys:     t.keys,
-			Verified: t.verified,
-		}
-	}
-	reason, detail := t.refusal(p, len(sigs), len(keys))
-	d := refuse(p, img, reason, detail)
-	d.Keys, d.Verified = t.keys, t.verified
-	d.Found, d.Malformed, d.SignedDigests = len(sigs), t.malformed, t.otherDigests
-	return d
+	t.considerAll(sigs)
+	return t.decision(sigs)
 }
 
 // trustedKeys returns keys without nil keys and repeats of a key ID. It
@@ -117,23 +114,163 @@ func seenKey(keys []sigstore.PublicKey, id string) bool {
 	return false
 }
 
+// keylessMemo remembers keyless verifications within one lookup: the
+// signatures of a batch are tallied once to decide whether to read on, and
+// again for the decision, and certificate verification is the costly part.
+type keylessMemo map[[sha256.Size]byte]keylessResult
+
 // tally accumulates what the signatures of one digest proved.
 type tally struct {
-	keys       []string             // distinct key IDs that counted
+	p       *Policy
+	img     Image
+	keys    []sigstore.PublicKey
+	keyless *keylessCheck
+	memo    keylessMemo
+
+	signerKeys []string             // distinct key IDs that counted
+	identities []int                // distinct identity entries that counted
 	verified   []sigstore.Signature // signatures that counted
+	found      int                  // signatures considered
 	malformed  int                  // signatures with Err set
 	firstBad   string               // detail of the first malformed one
-	claimFail  Reason               // reason of the first claim failure
+	claimFail  Reason               // reason of the first failure on a verified signature
 	claimWhy   string               // its detail
 	claimFails int
 	// otherDigests are the digests bound by trusted signatures for
 	// another digest.
 	otherDigests []v1.Hash
+	// attested holds, per predicate type of a rule, the distinct signers
+	// (key IDs, "identity:N") of attestations that hold; predicateFail the
+	// first path that failed for it.
+	attested      map[string][]string
+	predicateFail map[string]string
+	// attestations counts the attestations trusted signers made for this
+	// digest, held or not, for a refusal to say that they are no
+	// signatures.
+	attestations int
 }
 
-// consider checks signature number i against the keys. The details of a
-// refusal are only written for the first failure of each kind.
-func (t *tally) consider(p *Policy, img Image, keys []sigstore.PublicKey, i int, sig *sigstore.Signature) {
+func newTally(p *Policy, img Image, memo keylessMemo) (*tally, error) {
+	kc, err := keylessOf(p)
+	if err != nil {
+		return nil, err
+	}
+	if memo == nil {
+		memo = keylessMemo{}
+	}
+	return &tally{p: p, img: img, keys: trustedKeys(p.Keys), keyless: kc, memo: memo}, nil
+}
+
+func (t *tally) considerAll(sigs []sigstore.Signature) {
+	for i := range sigs {
+		t.consider(t.found, &sigs[i])
+		t.found++
+	}
+}
+
+// signers is how many distinct signers signed the digest.
+func (t *tally) signers() int { return len(t.signerKeys) + len(t.identities) }
+
+// signaturesHold reports whether the signatures suffice.
+func (t *tally) signaturesHold() bool {
+	return t.p.SignatureOptional || t.signers() >= t.p.threshold() // threshold() >= 1
+}
+
+// unmetRule returns the first attestation rule that does not hold.
+func (t *tally) unmetRule() (AttestationRule, bool) {
+	for _, r := range t.p.Attestations {
+		if len(t.attested[r.PredicateType]) < t.p.threshold() {
+			return r, true
+		}
+	}
+	return AttestationRule{}, false
+}
+
+func (t *tally) admits() bool {
+	if !t.signaturesHold() {
+		return false
+	}
+	_, unmet := t.unmetRule()
+	return !unmet
+}
+
+// decision makes the verdict from what was tallied.
+func (t *tally) decision(sigs []sigstore.Signature) Decision {
+	p, img := t.p, t.img
+	if t.admits() {
+		return Decision{
+			Admit:        true,
+			Reason:       ReasonVerified,
+			Message:      verifiedMessage(p, img, t.signerKeys, t.identityNames(), t.keyless != nil),
+			Policy:       p.Name,
+			Keys:         t.signerKeys,
+			Identities:   t.identityNames(),
+			Attestations: t.heldRules(),
+			Verified:     t.verified,
+		}
+	}
+	var reason Reason
+	var detail string
+	if !t.signaturesHold() {
+		reason, detail = t.refusal(len(sigs))
+	} else {
+		reason, detail = t.attestationRefusal()
+	}
+	d := refuse(p, img, reason, detail)
+	d.Keys, d.Identities, d.Attestations, d.Verified = t.signerKeys, t.identityNames(), t.heldRules(), t.verified
+	d.Found, d.Malformed, d.SignedDigests = len(sigs), t.malformed, t.otherDigests
+	return d
+}
+
+func (t *tally) identityNames() []string {
+	if len(t.identities) == 0 {
+		return nil
+	}
+	names := make([]string, len(t.identities))
+	for i, n := range t.identities {
+		names[i] = t.keyless.names[n]
+	}
+	return names
+}
+
+func (t *tally) heldRules() []string {
+	var held []string
+	for _, r := range t.p.Attestations {
+		if len(t.attested[r.PredicateType]) >= t.p.threshold() {
+			held = append(held, r.PredicateType)
+		}
+	}
+	return held
+}
+
+// attestationRefusal words the first rule that does not hold.
+func (t *tally) attestationRefusal() (Reason, string) {
+	r, _ := t.unmetRule()
+	if path, ok := t.predicateFail[r.PredicateType]; ok {
+		return ReasonPredicate, fmt.Sprintf("predicate condition failed: %s (attestation %s; required: %v)", path, r.PredicateType, r.Predicate[path])
+	}
+	detail := "attestation missing: " + r.PredicateType
+	if n := len(t.attested[r.PredicateType]); n > 0 {
+		detail += fmt.Sprintf(" (signed by %d of %d required signers)", n, t.p.threshold())
+	}
+	if t.claimFails > 0 {
+		detail += "; first rejected: " + t.claimWhy
+	}
+	return ReasonAttestationMissing, detail
+}
+
+// fail records a failure on a signature whose signer verified it; only the
+// first one's detail is kept.
+func (t *tally) fail(reason Reason, detail string) {
+	if t.claimFails == 0 {
+		t.claimFail, t.claimWhy = reason, detail
+	}
+	t.claimFails++
+}
+
+// consider checks signature number i. The details of a refusal are only
+// written for the first failure of each kind.
+func (t *tally) consider(i int, sig *sigstore.Signature) {
 	if sig.Err != nil {
 		if t.malformed == 0 {
 			t.firstBad = sigName(i, sig) + ": " + sig.Err.Error()
@@ -141,51 +278,176 @@ func (t *tally) consider(p *Policy, img Image, keys []sigstore.PublicKey, i int,
 		t.malformed++
 		return
 	}
-	for _, key := range keys {
-		if !verifies(key, sig) {
-			continue
+	var signer, by string
+	identity := -1
+	if sig.Keyless() {
+		if t.keyless == nil {
+			return // no keyless signer in the policy: untrusted
 		}
-		reason, detail, claims := checkClaims(p, img, sig)
-		if reason == ReasonDigestMismatch {
-			for _, d := range claims.Digests {
-				if !slices.Contains(t.otherDigests, d) {
-					t.otherDigests = append(t.otherDigests, d)
-				}
+		r := t.verifyKeyless(sig)
+		if r.identity < 0 {
+			if r.reason == ReasonInvalid {
+				t.fail(r.reason, "signature "+sigName(i, sig)+": "+r.detail)
+			} else {
+				t.fail(r.reason, r.detail+"; signature "+sigName(i, sig))
 			}
-		}
-		if reason != "" {
-			if t.claimFails == 0 {
-				t.claimFail = reason
-				t.claimWhy = "signature " + sigName(i, sig) + " by key " + shortKeyID(key.ID()) + " verified, but " + detail
-			}
-			t.claimFails++
 			return
 		}
-		t.verified = append(t.verified, *sig)
-		if id := key.ID(); !slices.Contains(t.keys, id) {
-			t.keys = append(t.keys, id)
+		identity = r.identity
+		signer, by = "identity:"+strconv.Itoa(identity), "identity "+t.keyless.names[identity]
+	} else {
+		key := t.keyFor(sig)
+		if key == nil {
+			return
 		}
+		signer, by = key.ID(), "key "+shortKeyID(key.ID())
+	}
+	claims, err := claimsOf(sig)
+	if err != nil {
+		t.fail(ReasonInvalid, "signature "+sigName(i, sig)+" by "+by+" verified, but its signed document is invalid: "+err.Error())
 		return
+	}
+	attestation := isAttestation(sig, claims)
+	var reason Reason
+	var detail string
+	if attestation {
+		reason, detail = checkDigest(t.img, claims)
+	} else {
+		reason, detail = checkClaims(t.p, t.img, sig, claims)
+	}
+	if reason == ReasonDigestMismatch {
+		for _, d := range claims.Digests {
+			if !slices.Contains(t.otherDigests, d) {
+				t.otherDigests = append(t.otherDigests, d)
+			}
+		}
+	}
+	if reason != "" {
+		t.fail(reason, "signature "+sigName(i, sig)+" by "+by+" verified, but "+detail)
+		return
+	}
+	if attestation {
+		t.attest(sig, claims, signer)
+		return
+	}
+	t.verified = append(t.verified, *sig)
+	if identity >= 0 {
+		if !slices.Contains(t.identities, identity) {
+			t.identities = append(t.identities, identity)
+		}
+	} else if !slices.Contains(t.signerKeys, signer) {
+		t.signerKeys = append(t.signerKeys, signer)
 	}
 }
 
-// refusal picks the most specific reason for a refusal and its detail.
-func (t *tally) refusal(p *Policy, found, keys int) (Reason, string) {
+// isAttestation reports whether a signed in-toto statement is an
+// attestation rather than a cosign image signature.
+func isAttestation(sig *sigstore.Signature, c sigstore.Claims) bool {
+	return sig.Format != sigstore.FormatSimpleSigning && c.PredicateType != sigstore.CosignPredicateType
+}
+
+// attest counts a verified attestation for the rule of its predicate type.
+// Attestations of types no rule names are ignored.
+func (t *tally) attest(sig *sigstore.Signature, c sigstore.Claims, signer string) {
+	t.attestations++
+	var rule *AttestationRule
+	for k := range t.p.Attestations {
+		if t.p.Attestations[k].PredicateType == c.PredicateType {
+			rule = &t.p.Attestations[k]
+			break
+		}
+	}
+	if rule == nil {
+		return
+	}
+	if path, ok := rule.predicateHolds(c.Predicate); !ok {
+		if t.predicateFail == nil {
+			t.predicateFail = make(map[string]string)
+		}
+		if _, seen := t.predicateFail[c.PredicateType]; !seen {
+			t.predicateFail[c.PredicateType] = path
+		}
+		return
+	}
+	if t.attested == nil {
+		t.attested = make(map[string][]string)
+	}
+	if !slices.Contains(t.attested[c.PredicateType], signer) {
+		t.attested[c.PredicateType] = append(t.attested[c.PredicateType], signer)
+	}
+	t.verified = append(t.verified, *sig)
+}
+
+// keyFor returns the first trusted key that verifies sig, or nil.
+func (t *tally) keyFor(sig *sigstore.Signature) sigstore.PublicKey {
+	for _, key := range t.keys {
+		if verifies(key, sig) {
+			return key
+		}
+	}
+	return nil
+}
+
+// verifyKeyless verifies a keyless signature once per lookup.
+func (t *tally) verifyKeyless(sig *sigstore.Signature) keylessResult {
+	k := memoKey(sig)
+	if r, ok := t.memo[k]; ok {
+		return r
+	}
+	r := t.keyless.verifyKeyless(sig)
+	t.memo[k] = r
+	return r
+}
+
+// memoKey hashes everything a keyless verification reads.
+func memoKey(sig *sigstore.Signature) [sha256.Size]byte {
+	h := sha256.New()
+	for _, b := range [][]byte{[]byte(sig.Format), sig.Bundle, sig.Payload, []byte(sig.PayloadType), sig.Sig, sig.Certificate, sig.RekorBundle} {
+		writeField(h, string(b))
+	}
+	for _, c := range sig.Chain {
+		writeField(h, string(c))
+	}
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+// refusal picks the most specific reason for a refusal of the signatures
+// and its detail.
+func (t *tally) refusal(found int) (Reason, string) {
+	p := t.p
 	switch {
 	case found == 0:
 		return ReasonNoSignatures, "none found for this digest"
 	case t.claimFails > 0:
 		return t.claimFail, t.claimWhy
-	case len(t.keys) > 0:
-		return ReasonBelowThreshold, fmt.Sprintf("%d of %d required keys", len(t.keys), p.threshold())
+	case t.signers() > 0:
+		return ReasonBelowThreshold, fmt.Sprintf("%d of %d required %s", t.signers(), p.threshold(), signerWord(p))
 	case t.malformed == found:
 		return ReasonInvalid, fmt.Sprintf("%s malformed; first: %s", plural(found, "signature artifact"), t.firstBad)
 	}
-	detail := fmt.Sprintf("%s found, none verified with the policy's %s", plural(found, "signature"), plural(keys, "key"))
+	var detail string
+	if p.Keyless == nil {
+		detail = fmt.Sprintf("%s found, none verified with the policy's %s", plural(found, "signature"), plural(len(t.keys), "key"))
+	} else {
+		detail = fmt.Sprintf("%s found, none verified with the policy's %s or its %s", plural(found, "signature"),
+			plural(len(t.keys), "key"), plural(len(p.Keyless.Identities), "keyless identity"))
+	}
+	if t.attestations > 0 {
+		detail += fmt.Sprintf("; %s by trusted signers, which are no image signatures", plural(t.attestations, "attestation"))
+	}
 	if t.malformed > 0 {
 		detail += fmt.Sprintf("; %d malformed, first: %s", t.malformed, t.firstBad)
 	}
 	return ReasonUntrusted, detail
+}
+
+func signerWord(p *Policy) string {
+	if p.Keyless == nil {
+		return "keys"
+	}
+	return "signers"
 }
 
 // verifies reports whether key verifies sig; a key that panics does not.
@@ -210,21 +472,25 @@ func claimsOf(sig *sigstore.Signature) (c sigstore.Claims, err error) {
 
 // checkClaims checks what a verified signature's document asserts. It
 // returns "" when every claim holds, else the reason and a detail.
-func checkClaims(p *Policy, img Image, sig *sigstore.Signature) (Reason, string, sigstore.Claims) {
-	claims, err := claimsOf(sig)
-	if err != nil {
-		return ReasonInvalid, fmt.Sprintf("its signed document is invalid: %v", err), claims
-	}
-	if !slices.Contains(claims.Digests, img.Digest) {
-		return ReasonDigestMismatch, fmt.Sprintf("it is for %s, not this digest", digestList(claims)), claims
+func checkClaims(p *Policy, img Image, sig *sigstore.Signature, claims sigstore.Claims) (Reason, string) {
+	if reason, detail := checkDigest(img, claims); reason != "" {
+		return reason, detail
 	}
 	if detail, ok := checkIdentity(p, img, *sig, claims); !ok {
-		return ReasonIdentityMismatch, detail, claims
+		return ReasonIdentityMismatch, detail
 	}
 	if got := claims.AnnotationsOf(img.Digest); !annotationsHold(p.Annotations, got) {
-		return ReasonAnnotations, annotationMismatch(p.Annotations, got), claims
+		return ReasonAnnotations, annotationMismatch(p.Annotations, got)
 	}
-	return "", "", claims
+	return "", ""
+}
+
+// checkDigest checks that the signed document binds img.Digest.
+func checkDigest(img Image, claims sigstore.Claims) (Reason, string) {
+	if !slices.Contains(claims.Digests, img.Digest) {
+		return ReasonDigestMismatch, fmt.Sprintf("it is for %s, not this digest", digestList(claims))
+	}
+	return "", ""
 }
 
 // annotationsHold reports whether got has every annotation of want, with
@@ -281,6 +547,10 @@ func refuse(p *Policy, img Image, reason Reason, detail string) Decision {
 		d.Message = oneLine(fmt.Sprintf("%s: admitted with a warning by policy %q (mode warn): %s (%s)", img, p.Name, reason, detail))
 		return d
 	}
+	if strings.HasPrefix(detail, string(reason)) {
+		d.Message = oneLine(fmt.Sprintf("%s: refused by policy %q: %s", img, p.Name, detail))
+		return d
+	}
 	d.Message = oneLine(fmt.Sprintf("%s: refused by policy %q: %s (%s)", img, p.Name, reason, detail))
 	return d
 }
@@ -295,9 +565,10 @@ func allowed(p *Policy, img Image) Decision {
 }
 
 // verifiedMessage is "<image>: verified by policy "<name>" (<n> of <m>
-// required keys: <short IDs>)". It is written on every admission, so it is
-// appended to one buffer rather than formatted.
-func verifiedMessage(p *Policy, img Image, keys []string) string {
+// required keys: <short IDs>)", or "signers" with the identity entries
+// after the keys when the policy has keyless signers. It is written on
+// every admission, so it is appended to one buffer rather than formatted.
+func verifiedMessage(p *Policy, img Image, keys, identities []string, keyless bool) string {
 	var room [256]byte
 	b := append(room[:0], img.Registry...)
 	b = append(b, '/')
@@ -309,18 +580,46 @@ func verifiedMessage(p *Policy, img Image, keys []string) string {
 	b = append(b, ": verified by policy "...)
 	b = strconv.AppendQuote(b, p.Name)
 	b = append(b, " ("...)
-	b = strconv.AppendInt(b, int64(len(keys)), 10)
+	if p.SignatureOptional {
+		b = append(b, "attestations: "...)
+		b = append(b, strings.Join(attestationTypes(p), ", ")...)
+		b = append(b, ')')
+		return oneLine(string(b))
+	}
+	b = strconv.AppendInt(b, int64(len(keys)+len(identities)), 10)
 	b = append(b, " of "...)
 	b = strconv.AppendInt(b, int64(p.threshold()), 10)
-	b = append(b, " required keys: "...)
+	if keyless {
+		b = append(b, " required signers: "...)
+	} else {
+		b = append(b, " required keys: "...)
+	}
 	for i, k := range keys {
 		if i > 0 {
 			b = append(b, ", "...)
 		}
 		b = append(b, shortKeyID(k)...)
 	}
+	for i, id := range identities {
+		if i > 0 || len(keys) > 0 {
+			b = append(b, "; "...)
+		}
+		b = append(b, id...)
+	}
+	if len(p.Attestations) > 0 {
+		b = append(b, "; attestations: "...)
+		b = append(b, strings.Join(attestationTypes(p), ", ")...)
+	}
 	b = append(b, ')')
 	return oneLine(string(b))
+}
+
+func attestationTypes(p *Policy) []string {
+	types := make([]string, len(p.Attestations))
+	for i, r := range p.Attestations {
+		types[i] = r.PredicateType
+	}
+	return types
 }
 
 // sigName names a signature for messages.

@@ -77,7 +77,8 @@ type Policy struct {
 	Match []string
 	// Keys are the trusted public keys.
 	Keys []sigstore.PublicKey
-	// Threshold is how many distinct keys must have signed; 0 means 1.
+	// Threshold is how many distinct signers (keys and keyless identity
+	// entries) must have signed; 0 means 1.
 	Threshold int
 	// Mode is enforce (default), warn or allow.
 	Mode Mode
@@ -110,6 +111,9 @@ type Keyless struct {
 	// Identities are the accepted certificate identities; each one that
 	// matches counts as one signer, however many certificates match it.
 	Identities []Identity
+
+	// compiled is set on a Verifier's normalized copy.
+	compiled *keylessCheck
 }
 
 // Identity is an accepted certificate identity: the OIDC issuer (the
@@ -159,7 +163,9 @@ func (p *Policy) Matches(registry, repository string) bool {
 
 // Fingerprint is a SHA-256 over everything that decides a verification: the
 // name, mode, threshold, identity rule, remap, required annotations,
-// children mode and the sorted IDs of the keys. Any change, a rotated key
+// children mode, the sorted IDs of the keys, the keyless block (its trusted
+// root's name and digest, its identities), the attestation rules and
+// whether a signature is optional. Any change, a rotated key
 // included, gives a new fingerprint and so new cache keys. Match globs are
 // left out: they choose the policy, and the cache key names the repository.
 func (p *Policy) Fingerprint() string {
@@ -190,6 +196,33 @@ func (p *Policy) Fingerprint() string {
 	for _, id := range ids {
 		field(id)
 	}
+	if k := p.Keyless; k != nil {
+		field("keyless")
+		if k.TrustedRoot != nil {
+			field(k.TrustedRoot.Name)
+			field(k.TrustedRoot.Digest)
+		}
+		field(strconv.Itoa(len(k.Identities)))
+		for _, id := range k.Identities {
+			field(id.Issuer)
+			field(id.IssuerRegExp)
+			field(id.Subject)
+			field(id.SubjectRegExp)
+		}
+	} else {
+		field("no-keyless")
+	}
+	field(strconv.Itoa(len(p.Attestations)))
+	for _, r := range p.Attestations {
+		field(r.PredicateType)
+		paths := sortedAnyKeys(r.Predicate)
+		field(strconv.Itoa(len(paths)))
+		for _, path := range paths {
+			field(path)
+			field(fmt.Sprintf("%T:%v", r.Predicate[path], r.Predicate[path]))
+		}
+	}
+	field(strconv.FormatBool(p.SignatureOptional))
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -266,6 +299,16 @@ func (p *Policy) normalized() *Policy {
 		r := *p.Remap
 		c.Remap = &r
 	}
+	if p.Keyless != nil {
+		k := *p.Keyless
+		k.Identities = slices.Clone(p.Keyless.Identities)
+		k.compiled, _ = compileKeyless(&k) // validate reports its error
+		c.Keyless = &k
+	}
+	c.Attestations = make([]AttestationRule, len(p.Attestations))
+	for i, r := range p.Attestations {
+		c.Attestations[i] = AttestationRule{PredicateType: r.PredicateType, Predicate: maps.Clone(r.Predicate)}
+	}
 	c.Threshold = p.threshold()
 	c.Mode = p.mode()
 	c.Identity = p.identity()
@@ -314,12 +357,36 @@ func (p *Policy) validate() error {
 			bad("key %d is nil", i+1)
 		}
 	}
+	if p.Keyless != nil {
+		if _, err := compileKeyless(p.Keyless); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	seenTypes := make(map[string]bool, len(p.Attestations))
+	for _, r := range p.Attestations {
+		if err := r.validate(); err != nil {
+			errs = append(errs, err)
+		}
+		if seenTypes[r.PredicateType] {
+			bad("attestation %s is listed twice", r.PredicateType)
+		}
+		seenTypes[r.PredicateType] = true
+	}
+	if p.SignatureOptional && len(p.Attestations) == 0 {
+		bad("signature: false needs attestations")
+	}
 	if p.mode() != ModeAllow {
 		n := len(distinctKeys(p.Keys))
-		if n == 0 {
-			bad("no keys (only mode allow may have none)")
-		} else if p.threshold() > n {
+		if p.Keyless != nil {
+			n += len(p.Keyless.Identities)
+		}
+		switch {
+		case n == 0:
+			bad("no keys and no keyless identities (only mode allow may have none)")
+		case p.threshold() > n && p.Keyless == nil:
 			bad("threshold %d exceeds the %d distinct keys", p.threshold(), n)
+		case p.threshold() > n:
+			bad("threshold %d exceeds the %d signers (distinct keys and keyless identities)", p.threshold(), n)
 		}
 	}
 	return errors.Join(errs...)

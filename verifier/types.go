@@ -21,6 +21,11 @@ type Source interface {
 	// alone is a refusal (ReasonInvalid), not an outage. The source may
 	// stop reading once enough says the signatures read so far suffice.
 	SignaturesUntil(ctx context.Context, repository string, digest v1.Hash, enough sigstore.Enough) ([]sigstore.Signature, error)
+	// Attestations finds the legacy attestations (the .att tag) stored
+	// for a digest in one repository; bundle attestations come with
+	// SignaturesUntil. Errors are as for SignaturesUntil. It is only
+	// called for policies that require attestations.
+	Attestations(ctx context.Context, repository string, digest v1.Hash) ([]sigstore.Signature, error)
 	// Blob returns the blob d describes in repository, at most limit
 	// bytes, checked against d. Errors are as for Signatures.
 	Blob(ctx context.Context, repository string, d sigstore.Descriptor, limit int64) ([]byte, error)

@@ -377,8 +377,26 @@ func (v *Verifier) evaluate(ctx context.Context, src Source, p *Policy, img Imag
 		}
 	}
 	v.lookups.Add(1)
-	sigs, err := src.SignaturesUntil(ctx, img.Repository, img.Digest, sufficient(p, img))
-	d := Evaluate(p, img, sigs)
+	memo := keylessMemo{}
+	enough, err := sufficient(p, img, memo)
+	if err != nil {
+		return Decision{}, fmt.Errorf("verifier: %w", err)
+	}
+	var atts []sigstore.Signature
+	var attErr error
+	if len(p.Attestations) > 0 {
+		atts, attErr = src.Attestations(ctx, img.Repository, img.Digest)
+		enough(atts)
+	}
+	sigs, err := src.SignaturesUntil(ctx, img.Repository, img.Digest, enough)
+	sigs = append(sigs, atts...)
+	err = errors.Join(err, attErr)
+	t, terr := newTally(p, img, memo)
+	if terr != nil {
+		return Decision{}, fmt.Errorf("verifier: %w", terr)
+	}
+	t.considerAll(sigs)
+	d := t.decision(sigs)
 	switch {
 	case err == nil:
 		return d, nil
@@ -394,19 +412,19 @@ func (v *Verifier) evaluate(ctx context.Context, src Source, p *Policy, img Imag
 }
 
 // sufficient is the sigstore.Enough of a lookup under p: true once the
-// batches seen hold signatures of threshold distinct trusted keys whose
-// claims hold, so that the source stops reading (past junk it would
-// otherwise have to read).
-func sufficient(p *Policy, img Image) sigstore.Enough {
-	var keys []string
-	return func(batch []sigstore.Signature) bool {
-		for _, k := range Evaluate(p, img, batch).Keys {
-			if !slices.Contains(keys, k) {
-				keys = append(keys, k)
-			}
-		}
-		return len(keys) >= p.threshold()
+// batches seen hold signatures of threshold distinct trusted signers whose
+// claims hold, and the attestations the policy requires, so that the
+// source stops reading (past junk it would otherwise have to read).
+// Keyless verifications are remembered in memo for the decision.
+func sufficient(p *Policy, img Image, memo keylessMemo) (sigstore.Enough, error) {
+	t, err := newTally(p, img, memo)
+	if err != nil {
+		return nil, err
 	}
+	return func(batch []sigstore.Signature) bool {
+		t.considerAll(batch)
+		return t.admits()
+	}, nil
 }
 
 // onlyInvalid reports whether err is an invalid artifact and no outage.

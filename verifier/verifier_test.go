@@ -67,6 +67,13 @@ func (f *fakeSource) SignaturesUntil(ctx context.Context, repo string, d v1.Hash
 	return f.sigs[repo+"@"+d.String()], nil
 }
 
+// Attestations returns the signatures added under repo@digest/att.
+func (f *fakeSource) Attestations(_ context.Context, repo string, d v1.Hash) ([]sigstore.Signature, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sigs[repo+"@"+d.String()+"/att"], nil
+}
+
 func (f *fakeSource) Blob(_ context.Context, _ string, d sigstore.Descriptor, limit int64) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -384,6 +391,10 @@ func TestDecideLookupTimeout(t *testing.T) {
 type panicSource struct{}
 
 func (panicSource) SignaturesUntil(context.Context, string, v1.Hash, sigstore.Enough) ([]sigstore.Signature, error) {
+	panic("source bug")
+}
+
+func (panicSource) Attestations(context.Context, string, v1.Hash) ([]sigstore.Signature, error) {
 	panic("source bug")
 }
 
