@@ -1,11 +1,13 @@
 package sigstore
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -24,16 +26,29 @@ import (
 //	                 "signatures":[{"sig":"<b64>"}]}}
 //
 // The signature covers PAE(payloadType, payload), never the JSON around it.
+// A keyless bundle carries a Fulcio certificate instead of the key hint
+// ("certificate":{"rawBytes":"<b64 DER>"}, or in bundles v0.1 and v0.2
+// "x509CertificateChain":{"certificates":[{"rawBytes":...},...]}) and
+// the transparency-log entries and timestamps that place it in time.
 //
-// This package reads only the DSSE envelope. The verificationMaterial (key
-// hint, certificates, transparency-log entries, timestamps) grants no trust:
-// it is kept as data in Signature.Bundle and never interpreted, so
-// transparency-log entries are NOT checked (the verifier works offline) and
-// only the keys a policy names can make a bundle verify.
+// This package reads the DSSE envelope and the certificates, and checks
+// only the shape of the rest. None of it grants trust here: a key-signed
+// bundle is verified with the keys a policy names, and a keyless one is
+// handed whole (Signature.Bundle) to sigstore-go by Signature.Entity, which
+// checks the certificate chain, the transparency-log entries and the
+// timestamps against a trusted root.
 const (
 	// BundleMediaType is the media type of a Sigstore bundle v0.3, also the
-	// artifactType of the OCI referrer that carries it.
+	// artifactType of the OCI referrer that carries it (cosign writes this
+	// one for every bundle it stores in a registry).
 	BundleMediaType = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	// BundleMediaTypeV01 and BundleMediaTypeV02 are the media types of
+	// Sigstore bundles v0.1 and v0.2, accepted inside a bundle.
+	BundleMediaTypeV01 = "application/vnd.dev.sigstore.bundle+json;version=0.1"
+	BundleMediaTypeV02 = "application/vnd.dev.sigstore.bundle+json;version=0.2"
+	// bundleMediaTypeV03Legacy is the older spelling of v0.3 that the
+	// bundle specification requires clients to accept.
+	bundleMediaTypeV03Legacy = "application/vnd.dev.sigstore.bundle+json;version=0.3"
 	// InTotoPayloadType is the DSSE payload type of an in-toto statement.
 	InTotoPayloadType = "application/vnd.in-toto+json"
 	// CosignPredicateType is the predicate type of a cosign image signature
@@ -42,7 +57,14 @@ const (
 
 	inTotoStatementV1  = "https://in-toto.io/Statement/v1"
 	inTotoStatementV01 = "https://in-toto.io/Statement/v0.1"
+
+	// maxChainCertificates bounds the certificates of one chain: Fulcio's
+	// are a leaf, an intermediate and a root.
+	maxChainCertificates = 10
 )
+
+// bundleMediaTypes are the media types a bundle may declare.
+var bundleMediaTypes = []string{BundleMediaTypeV01, BundleMediaTypeV02, bundleMediaTypeV03Legacy, BundleMediaType}
 
 // PAE is the DSSE v1 pre-authentication encoding, the exact bytes a DSSE
 // signature covers:
@@ -62,28 +84,36 @@ func PAE(payloadType string, payload []byte) []byte {
 	return append(out, payload...)
 }
 
-// SignatureFromBundle reduces a Sigstore bundle v0.3 to a Signature: Sig is
-// the DSSE signature, Payload the decoded statement, PayloadType its type,
-// Signed = PAE(PayloadType, Payload), Bundle = raw. It never fails: a
-// malformed bundle gives a Signature with Err set (wrapping
-// ErrInvalidArtifact), which never verifies.
+// SignatureFromBundle reduces a Sigstore bundle to a Signature: Sig is the
+// DSSE signature, Payload the decoded statement, PayloadType its type,
+// Signed = PAE(PayloadType, Payload), Bundle = raw, and for a keyless
+// bundle Certificate the leaf certificate's DER and Chain the rest of an
+// x509CertificateChain. It never fails: a malformed bundle gives a
+// Signature with Err set (wrapping ErrInvalidArtifact), which never
+// verifies.
 //
-// Parsing is strict: the JSON must be free of duplicate and unknown keys; the
-// mediaType must be BundleMediaType; the content must be a dsseEnvelope (a
-// messageSignature bundle is refused) holding exactly one signature, as the
-// Sigstore bundle format requires. Base64 fields accept the standard and
-// URL-safe alphabets, padded or not, as protobuf JSON does.
+// Parsing is strict: the JSON must be free of duplicate and unknown keys;
+// the mediaType must be one of bundle v0.1, v0.2 or v0.3; the content must
+// be a dsseEnvelope (a messageSignature bundle, a blob signature, is
+// refused) holding exactly one signature, as the Sigstore bundle format
+// requires. The verificationMaterial holds exactly one of publicKey
+// {hint}, certificate {rawBytes} and x509CertificateChain {certificates},
+// each certificate DER that parses, plus optionally tlogEntries (an array)
+// and timestampVerificationData (an object), whose contents are left to
+// sigstore-go. Base64 fields accept the standard and URL-safe alphabets,
+// padded or not, as protobuf JSON does.
 func SignatureFromBundle(raw []byte, where string) Signature {
 	s := Signature{Format: FormatBundle, Bundle: raw, Where: where}
-	env, err := parseBundle(raw)
+	b, err := parseBundle(raw)
 	if err != nil {
 		s.Err = invalidArtifact(fmt.Errorf("sigstore bundle: %w", err))
 		return s
 	}
-	s.Payload = env.payload
-	s.PayloadType = env.payloadType
-	s.Sig = env.sig
-	s.Signed = PAE(env.payloadType, env.payload)
+	s.Payload = b.env.payload
+	s.PayloadType = b.env.payloadType
+	s.Sig = b.env.sig
+	s.Signed = PAE(b.env.payloadType, b.env.payload)
+	s.Certificate, s.Chain = b.certificate, b.chain
 	return s
 }
 
@@ -94,7 +124,16 @@ type dsseEnvelope struct {
 	sig         []byte
 }
 
-func parseBundle(raw []byte) (*dsseEnvelope, error) {
+// parsedBundle is what a bundle holds for this package.
+type parsedBundle struct {
+	env *dsseEnvelope
+	// certificate is the leaf DER of a keyless bundle, chain the
+	// certificates after it; both nil for a publicKey bundle.
+	certificate []byte
+	chain       [][]byte
+}
+
+func parseBundle(raw []byte) (*parsedBundle, error) {
 	if err := checkJSON(raw); err != nil {
 		return nil, err
 	}
@@ -107,8 +146,8 @@ func parseBundle(raw []byte) (*dsseEnvelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	if mt != BundleMediaType {
-		return nil, fmt.Errorf("mediaType %q is not %q", mt, BundleMediaType)
+	if !slices.Contains(bundleMediaTypes, mt) {
+		return nil, fmt.Errorf("mediaType %q is not a Sigstore bundle v0.1, v0.2 or v0.3", mt)
 	}
 	if !isKind(top["verificationMaterial"], '{') {
 		return nil, errors.New("verificationMaterial: not a JSON object")
@@ -116,7 +155,129 @@ func parseBundle(raw []byte) (*dsseEnvelope, error) {
 	if _, ok := top["messageSignature"]; ok {
 		return nil, errors.New("bundle holds a messageSignature (a blob signature), not a DSSE envelope")
 	}
-	return parseEnvelope(top["dsseEnvelope"])
+	var b parsedBundle
+	if b.env, err = parseEnvelope(top["dsseEnvelope"]); err != nil {
+		return nil, err
+	}
+	if b.certificate, b.chain, err = parseVerificationMaterial(top["verificationMaterial"]); err != nil {
+		return nil, err
+	}
+	return &b, nil
+}
+
+// verificationMaterialContents are the keys of the verificationMaterial's
+// content, of which a bundle holds exactly one.
+var verificationMaterialContents = []string{"publicKey", "certificate", "x509CertificateChain"}
+
+// parseVerificationMaterial checks the shape of a bundle's
+// verificationMaterial and returns its certificates: the leaf and the
+// rest of the chain, nil for a public key.
+func parseVerificationMaterial(raw json.RawMessage) ([]byte, [][]byte, error) {
+	const what = "verificationMaterial"
+	obj, err := decodeObject(raw, what, nil, append(slices.Clone(verificationMaterialContents), "tlogEntries", "timestampVerificationData")...)
+	if err != nil {
+		return nil, nil, err
+	}
+	var content []string
+	for _, k := range verificationMaterialContents {
+		if _, ok := obj[k]; ok {
+			content = append(content, k)
+		}
+	}
+	if len(content) != 1 {
+		return nil, nil, fmt.Errorf("%s: holds %d of publicKey, certificate and x509CertificateChain, want exactly one", what, len(content))
+	}
+	if tl, ok := obj["tlogEntries"]; ok && !isKind(tl, '[') {
+		return nil, nil, fmt.Errorf("%s.tlogEntries: not a JSON array", what)
+	}
+	if ts, ok := obj["timestampVerificationData"]; ok && !isKind(ts, '{') {
+		return nil, nil, fmt.Errorf("%s.timestampVerificationData: not a JSON object", what)
+	}
+	switch content[0] {
+	case "publicKey":
+		pk, err := decodeObject(obj["publicKey"], what+".publicKey", nil, "hint")
+		if err != nil {
+			return nil, nil, err
+		}
+		if hint, ok := pk["hint"]; ok {
+			if _, err := decodeString(hint, what+".publicKey.hint"); err != nil {
+				return nil, nil, err
+			}
+		}
+		return nil, nil, nil
+	case "certificate":
+		cert, err := parseRawCertificate(obj["certificate"], what+".certificate")
+		if err != nil {
+			return nil, nil, err
+		}
+		return cert, nil, nil
+	default:
+		chain, err := parseCertificateChain(obj["x509CertificateChain"], what+".x509CertificateChain")
+		if err != nil {
+			return nil, nil, err
+		}
+		return chain[0], chain[1:], nil
+	}
+}
+
+// parseCertificateChain reads an X509CertificateChain: one to
+// maxChainCertificates certificates, the leaf first.
+func parseCertificateChain(raw json.RawMessage, what string) ([][]byte, error) {
+	obj, err := decodeObject(raw, what, []string{"certificates"})
+	if err != nil {
+		return nil, err
+	}
+	list, err := parseJSON(obj["certificates"])
+	if err != nil {
+		return nil, fmt.Errorf("%s.certificates: %w", what, err)
+	}
+	if list.kind() != jsonArray {
+		return nil, fmt.Errorf("%s.certificates: not a JSON array", what)
+	}
+	var chain [][]byte
+	for item := range list.elements() {
+		if len(chain) == maxChainCertificates {
+			return nil, fmt.Errorf("%s.certificates: more than %d certificates", what, maxChainCertificates)
+		}
+		cert, err := parseRawCertificate(json.RawMessage(item), fmt.Sprintf("%s.certificates[%d]", what, len(chain)))
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, cert)
+	}
+	if len(chain) == 0 {
+		return nil, fmt.Errorf("%s.certificates: empty", what)
+	}
+	return chain, nil
+}
+
+// parseRawCertificate reads an X509Certificate {rawBytes}: base64 DER that
+// parses as a certificate. Whether it is trusted is not looked at here.
+func parseRawCertificate(raw json.RawMessage, what string) ([]byte, error) {
+	obj, err := decodeObject(raw, what, []string{"rawBytes"})
+	if err != nil {
+		return nil, err
+	}
+	der, err := decodeBase64Field(obj["rawBytes"], what+".rawBytes")
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCertificateDER(der); err != nil {
+		return nil, fmt.Errorf("%s.rawBytes: %w", what, err)
+	}
+	return der, nil
+}
+
+// checkCertificateDER checks that der is one X.509 certificate, the way
+// sigstore-go will parse it.
+func checkCertificateDER(der []byte) error {
+	if len(der) == 0 {
+		return errors.New("empty certificate")
+	}
+	if _, err := x509.ParseCertificate(der); err != nil {
+		return fmt.Errorf("not an X.509 certificate: %w", err)
+	}
+	return nil
 }
 
 func parseEnvelope(raw json.RawMessage) (*dsseEnvelope, error) {
@@ -151,7 +312,7 @@ func parseSignatures(raw json.RawMessage) ([]byte, error) {
 		return nil, fmt.Errorf("dsseEnvelope.signatures: %w", err)
 	}
 	if len(list) != 1 {
-		return nil, fmt.Errorf("dsseEnvelope.signatures: %d signatures, a Sigstore bundle holds exactly one", len(list))
+		return nil, fmt.Errorf("dsseEnvelope.signatures: %d signatures, want exactly one", len(list))
 	}
 	obj, err := decodeObject(list[0], "dsseEnvelope.signatures[0]", []string{"sig"}, "keyid")
 	if err != nil {

@@ -6,14 +6,18 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"maps"
+	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/cosign-dev/cosign/sigstore"
+	"github.com/sigstore/sigstore-go/pkg/verify"
 )
 
 func TestPAE(t *testing.T) {
@@ -178,7 +182,12 @@ func TestSignatureFromBundleAccepts(t *testing.T) {
 		{"vector rebuilt", p.bundle(sigstore.BundleMediaType, p.envelope())},
 		{"URL-safe and unpadded base64", urlSafe.bundle(sigstore.BundleMediaType, urlSafe.envelope())},
 		{"keyid hint", p.bundle(sigstore.BundleMediaType, strings.Replace(p.envelope(), `{"sig"`, `{"keyid":"","sig"`, 1))},
-		{"empty verificationMaterial", strings.Replace(p.bundle(sigstore.BundleMediaType, p.envelope()), obj(member("publicKey", obj(member("hint", str(p.hint))))), "{}", 1)},
+		{"bundle v0.1", p.bundle(sigstore.BundleMediaTypeV01, p.envelope())},
+		{"bundle v0.2", p.bundle(sigstore.BundleMediaTypeV02, p.envelope())},
+		{"bundle v0.3 in the older spelling", p.bundle("application/vnd.dev.sigstore.bundle+json;version=0.3", p.envelope())},
+		{"publicKey without hint", strings.Replace(p.bundle(sigstore.BundleMediaType, p.envelope()), member("hint", str(p.hint)), "", 1)},
+		{"empty tlogEntries and timestampVerificationData", strings.Replace(p.bundle(sigstore.BundleMediaType, p.envelope()), `"verificationMaterial":{`,
+			`"verificationMaterial":{"tlogEntries":[],"timestampVerificationData":{},`, 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := sigstore.SignatureFromBundle([]byte(tc.in), "")
@@ -197,8 +206,15 @@ func TestSignatureFromBundleRejects(t *testing.T) {
 	ok := p.bundle(sigstore.BundleMediaType, p.envelope())
 	twoSigs := strings.Replace(p.envelope(), `"signatures":[`, `"signatures":[{"sig":"MEYC"},`, 1)
 	for _, tc := range []struct{ name, in, want string }{
-		{"media type v0.2", p.bundle("application/vnd.dev.sigstore.bundle.v0.2+json", p.envelope()), `mediaType "application/vnd.dev.sigstore.bundle.v0.2+json"`},
-		{"media type v0.1", p.bundle("application/vnd.dev.sigstore.bundle+json;version=0.1", p.envelope()), "mediaType"},
+		{"media type v0.2 in the v0.3 spelling", p.bundle("application/vnd.dev.sigstore.bundle.v0.2+json", p.envelope()), `mediaType "application/vnd.dev.sigstore.bundle.v0.2+json"`},
+		{"media type v0.4", p.bundle("application/vnd.dev.sigstore.bundle.v0.4+json", p.envelope()), "mediaType"},
+		{"media type with parameters", p.bundle(sigstore.BundleMediaTypeV01+";charset=utf-8", p.envelope()), "mediaType"},
+		{"empty verificationMaterial", strings.Replace(ok, obj(member("publicKey", obj(member("hint", str(p.hint))))), "{}", 1), "holds 0 of publicKey"},
+		{"unknown verificationMaterial key", strings.Replace(ok, `"verificationMaterial":{`, `"verificationMaterial":{"tlogEntry":[],`, 1), `unknown key "tlogEntry"`},
+		{"tlogEntries not an array", strings.Replace(ok, `"verificationMaterial":{`, `"verificationMaterial":{"tlogEntries":{},`, 1), "tlogEntries: not a JSON array"},
+		{"timestampVerificationData not an object", strings.Replace(ok, `"verificationMaterial":{`, `"verificationMaterial":{"timestampVerificationData":[],`, 1), "timestampVerificationData: not a JSON object"},
+		{"hint not a string", strings.Replace(ok, str(p.hint), "1", 1), "hint: not a JSON string"},
+		{"unknown publicKey key", strings.Replace(ok, `{"hint"`, `{"rawBytes":"","hint"`, 1), `unknown key "rawBytes"`},
 		{"media type in another case", p.bundle(strings.ToUpper(sigstore.BundleMediaType), p.envelope()), "mediaType"},
 		{"missing mediaType", strings.Replace(ok, member("mediaType", str(sigstore.BundleMediaType))+",", "", 1), `missing key "mediaType"`},
 		{"missing verificationMaterial", obj(member("mediaType", str(sigstore.BundleMediaType)), member("dsseEnvelope", p.envelope())), `missing key "verificationMaterial"`},
@@ -299,3 +315,167 @@ func decodeJSON(t *testing.T, b []byte) any {
 	}
 	return v
 }
+
+// The public-good vector: a keyless bundle v0.1 made by the real Fulcio,
+// Rekor and CT log (see testdata/public-good and the interop README).
+const (
+	publicGoodBundle = "testdata/public-good/slsa-provenance-npm.sigstore.json"
+	publicGoodRoot   = "testdata/public-good/trusted_root.json"
+	// publicGoodSHA512 is the statement's subject, an npm tarball.
+	publicGoodSHA512 = "bbfd372fc9beeb777fe35d05bb10c0c70a9733d366a75fed7dd18866c7391de3ee7e88ba74dd47abf3e15c845e547fcf0e5c3da80854c751554224d3a6d4e55f"
+)
+
+func readFile(t testing.TB, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// publicGoodChain returns the base64 DER certificates of the vector's
+// x509CertificateChain, leaf first.
+func publicGoodChain(t testing.TB) []string {
+	t.Helper()
+	var b struct {
+		VerificationMaterial struct {
+			X509CertificateChain struct {
+				Certificates []struct{ RawBytes string } `json:"certificates"`
+			} `json:"x509CertificateChain"`
+		} `json:"verificationMaterial"`
+	}
+	if err := json.Unmarshal(readFile(t, publicGoodBundle), &b); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, c := range b.VerificationMaterial.X509CertificateChain.Certificates {
+		out = append(out, c.RawBytes)
+	}
+	if len(out) != 3 {
+		t.Fatalf("the vector's chain has %d certificates, want 3", len(out))
+	}
+	return out
+}
+
+func TestSignatureFromBundlePublicGood(t *testing.T) {
+	raw := readFile(t, publicGoodBundle)
+	s := sigstore.SignatureFromBundle(raw, "public-good")
+	if s.Err != nil {
+		t.Fatal(s.Err)
+	}
+	chain := publicGoodChain(t)
+	if !s.Keyless() || std64(s.Certificate) != chain[0] || len(s.Chain) != 2 || std64(s.Chain[0]) != chain[1] || std64(s.Chain[1]) != chain[2] {
+		t.Fatalf("Certificate and Chain are not the vector's chain: %d + %d certificates", len(s.Certificate), len(s.Chain))
+	}
+	if s.PayloadType != sigstore.InTotoPayloadType || !bytes.Contains(s.Payload, []byte(publicGoodSHA512)) {
+		t.Errorf("Payload = %s", s.Payload)
+	}
+
+	tr, err := sigstore.ParseTrustedRoot("public-good", readFile(t, publicGoodRoot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := verify.NewVerifier(tr.Material, verify.WithTransparencyLog(1), verify.WithSignedCertificateTimestamps(1), verify.WithObserverTimestamps(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, err := hex.DecodeString(publicGoodSHA512)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := s.Entity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := v.Verify(e, verify.NewPolicy(verify.WithArtifactDigest("sha512", digest), verify.WithoutIdentitiesUnsafe()))
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	if c := res.Signature.Certificate; c.SubjectAlternativeName != "brian@dehamer.com" || c.Issuer != "https://github.com/login/oauth" {
+		t.Errorf("verified identity %s from %s", c.SubjectAlternativeName, c.Issuer)
+	}
+	// The envelope binds its subject: another digest does not verify.
+	digest[0] ^= 1
+	if _, err := v.Verify(e, verify.NewPolicy(verify.WithArtifactDigest("sha512", digest), verify.WithoutIdentitiesUnsafe())); err == nil {
+		t.Error("verified against another artifact digest")
+	}
+}
+
+// The verification material of certificate bundles, as the bundle
+// versions write it.
+func TestSignatureFromBundleCertificates(t *testing.T) {
+	p := interopBundleParts(t)
+	chain := publicGoodChain(t)
+	rawBytes := func(c string) string { return obj(member("rawBytes", str(c))) }
+	withMaterial := func(mediaType, material string) string {
+		return obj(member("mediaType", str(mediaType)), member("verificationMaterial", material), member("dsseEnvelope", p.envelope()))
+	}
+	certificate := member("certificate", rawBytes(chain[0]))
+	chainOf := func(certs ...string) string {
+		var items []string
+		for _, c := range certs {
+			items = append(items, rawBytes(c))
+		}
+		return member("x509CertificateChain", obj(member("certificates", "["+strings.Join(items, ",")+"]")))
+	}
+	tlog := member("tlogEntries", `[{"logIndex":"1"}]`)
+	tsa := member("timestampVerificationData", `{"rfc3161Timestamps":[]}`)
+
+	for _, tc := range []struct {
+		name, in string
+		chain    int
+	}{
+		{"v0.3 certificate", withMaterial(sigstore.BundleMediaType, obj(certificate, tlog, tsa)), 0},
+		{"v0.1 chain", withMaterial(sigstore.BundleMediaTypeV01, obj(chainOf(chain...), tlog)), 2},
+		{"v0.2 chain of the leaf alone", withMaterial(sigstore.BundleMediaTypeV02, obj(tsa, chainOf(chain[0]))), 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := sigstore.SignatureFromBundle([]byte(tc.in), "")
+			if s.Err != nil {
+				t.Fatal(s.Err)
+			}
+			if std64(s.Certificate) != chain[0] || len(s.Chain) != tc.chain {
+				t.Errorf("Certificate %d bytes, %d chain certificates; want the leaf and %d", len(s.Certificate), len(s.Chain), tc.chain)
+			}
+		})
+	}
+
+	leaf, _ := base64.StdEncoding.DecodeString(chain[0])
+	notDER := std64(leaf[:len(leaf)-1])
+	eleven := slices.Repeat([]string{chain[0]}, 11)
+	for _, tc := range []struct{ name, in, want string }{
+		{"publicKey and certificate", withMaterial(sigstore.BundleMediaType, obj(member("publicKey", "{}"), certificate)), "holds 2 of"},
+		{"certificate and chain", withMaterial(sigstore.BundleMediaTypeV01, obj(certificate, chainOf(chain...))), "holds 2 of"},
+		{"certificate not DER", withMaterial(sigstore.BundleMediaType, obj(member("certificate", rawBytes(notDER)))), "not an X.509 certificate"},
+		{"certificate not base64", withMaterial(sigstore.BundleMediaType, obj(member("certificate", rawBytes("***")))), "rawBytes: invalid base64"},
+		{"certificate empty", withMaterial(sigstore.BundleMediaType, obj(member("certificate", rawBytes("")))), "empty certificate"},
+		{"certificate without rawBytes", withMaterial(sigstore.BundleMediaType, obj(member("certificate", "{}"))), `missing key "rawBytes"`},
+		{"certificate with an unknown key", withMaterial(sigstore.BundleMediaType, obj(member("certificate", obj(member("rawBytes", str(chain[0])), member("pem", `""`))))), `unknown key "pem"`},
+		{"certificate with a duplicate rawBytes", withMaterial(sigstore.BundleMediaType, obj(member("certificate", obj(member("rawBytes", str(notDER)), member("rawBytes", str(chain[0])))))), `duplicate key "rawBytes"`},
+		{"certificate null", withMaterial(sigstore.BundleMediaType, obj(member("certificate", "null"))), "not a JSON object"},
+		{"chain empty", withMaterial(sigstore.BundleMediaTypeV01, obj(chainOf())), "certificates: empty"},
+		{"chain too long", withMaterial(sigstore.BundleMediaTypeV01, obj(chainOf(eleven...))), "more than 10 certificates"},
+		{"chain with a broken certificate", withMaterial(sigstore.BundleMediaTypeV01, obj(chainOf(chain[0], notDER))), "certificates[1].rawBytes: not an X.509 certificate"},
+		{"chain entry not an object", withMaterial(sigstore.BundleMediaTypeV01, obj(member("x509CertificateChain", obj(member("certificates", "["+str(chain[0])+"]"))))), "not a JSON object"},
+		{"chain certificates null", withMaterial(sigstore.BundleMediaTypeV01, obj(member("x509CertificateChain", obj(member("certificates", "null"))))), "certificates: not a JSON array"},
+		{"chain with an unknown key", withMaterial(sigstore.BundleMediaTypeV01, obj(member("x509CertificateChain", obj(member("certificates", "[]"), member("root", "{}"))))), `unknown key "root"`},
+		{"snake_case chain", withMaterial(sigstore.BundleMediaTypeV01, obj(member("x509_certificate_chain", obj(member("certificates", "["+rawBytes(chain[0])+"]"))))), `unknown key "x509_certificate_chain"`},
+		{"duplicate tlogEntries", withMaterial(sigstore.BundleMediaType, obj(certificate, tlog, tlog)), `duplicate key "tlogEntries"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := sigstore.SignatureFromBundle([]byte(tc.in), "")
+			if s.Err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(s.Err.Error(), tc.want) || !errors.Is(s.Err, sigstore.ErrInvalidArtifact) {
+				t.Errorf("error %q does not mention %q or wrap ErrInvalidArtifact", s.Err, tc.want)
+			}
+			if s.Certificate != nil || s.Chain != nil || s.Sig != nil {
+				t.Errorf("a refused bundle carries material")
+			}
+		})
+	}
+}
+
+func std64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }

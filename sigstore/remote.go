@@ -1,16 +1,17 @@
 package sigstore
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-
 	"net"
 	"net/http"
 	"net/url"
@@ -33,22 +34,45 @@ import (
 // close cosign's unbounded-attachment advisories (CVE-2023-46737,
 // CVE-2024-29902, CVE-2024-29903).
 const (
-	// MaxSignatures is the most signatures read from one .sig manifest; the
-	// rest are reported, not read.
+	// MaxSignatures is the most signatures read from one .sig or .att
+	// manifest; the rest are reported, not read.
 	MaxSignatures = 100
 	// MaxReferrers is the most bundle referrers read for one digest, and
-	// MaxLookupBytes the most bytes of referrer manifests and bundles one
-	// lookup reads; what is past them is reported, not read. A lookup that
-	// finds enough valid signatures stops before (SignaturesUntil).
+	// MaxLookupBytes the most bytes of referrer manifests, bundles,
+	// payloads, attestation manifests and envelopes one lookup (one call
+	// of SignaturesUntil or of Attestations) reads: a read that would pass
+	// it is refused before it is made, and what is past the limit is
+	// reported, not read. A lookup that finds enough valid signatures
+	// stops before (SignaturesUntil).
 	MaxReferrers   = 1000
 	MaxLookupBytes = 32 << 20
-	// MaxPayloadSize is the largest payload or bundle blob read.
+	// MaxPayloadSize is the largest simple-signing payload read.
 	MaxPayloadSize = 64 << 10
+	// MaxAttestationSize is the largest bundle blob and .att DSSE
+	// envelope read: a bundle's kind (signature or attestation) is only
+	// known once it is read, and real SLSA provenance passes 64 KiB. The
+	// lookup's MaxLookupBytes keeps many of them from adding up.
+	MaxAttestationSize = 1 << 20
 	// MaxReferrerManifestSize is the largest bundle referrer manifest read:
 	// one is about 1 KiB, so 100 of them cost at most 6.4 MiB, not 400.
 	MaxReferrerManifestSize = 64 << 10
 	// MaxManifestSize is the largest manifest or index read.
 	MaxManifestSize = 4 << 20
+)
+
+// Annotations of cosign's keyless .sig and .att layers. None of them
+// grants trust: Signature.Entity hands them to sigstore-go.
+const (
+	// CertificateAnnotation is the PEM signing certificate.
+	CertificateAnnotation = "dev.sigstore.cosign/certificate"
+	// ChainAnnotation is the PEM chain above it: intermediates, then root.
+	ChainAnnotation = "dev.sigstore.cosign/chain"
+	// RekorBundleAnnotation is the Rekor entry with its signed entry
+	// timestamp, as JSON.
+	RekorBundleAnnotation = "dev.sigstore.cosign/bundle"
+	// maxKeylessAnnotationSize bounds each of them; a Fulcio certificate
+	// is about 1 KiB, a Rekor entry a few.
+	maxKeylessAnnotationSize = 64 << 10
 )
 
 const (
@@ -207,7 +231,7 @@ type Enough func(batch []Signature) bool
 // SignaturesUntil is Signatures, stopping as soon as enough says the
 // signatures read so far suffice. The simple signatures are read first and
 // whole; the bundle referrers follow in batches, at most MaxReferrers of
-// them and MaxLookupBytes of referrer manifests and bundles in all, so
+// them and MaxLookupBytes of manifests, payloads and bundles in all, so
 // that junk referrers (anyone who can push can add them, and on a registry
 // with the referrers API nobody can take them away) hide a valid bundle
 // only past those bounds, and cost that much at most. What is not read is
@@ -225,7 +249,7 @@ func (f *Fetcher) SignaturesUntil(ctx context.Context, repo string, digest v1.Ha
 		ctx, cancel = context.WithTimeout(ctx, defaultLookupTimeout)
 		defer cancel()
 	}
-	ctx = context.WithValue(ctx, readBytesKey{}, new(atomic.Int64))
+	ctx = withByteBudget(ctx)
 	var legacy, bad []Signature
 	var entries []Descriptor
 	var legacyErr, listErr error
@@ -250,9 +274,15 @@ func (f *Fetcher) SignaturesUntil(ctx context.Context, repo string, digest v1.Ha
 // lookupByteLimit is MaxLookupBytes; tests lower it.
 var lookupByteLimit int64 = MaxLookupBytes
 
-// readBytesKey holds, on a lookup's context, the bytes of referrer
-// manifests and bundles it has read.
+// readBytesKey holds, on a lookup's context, the bytes of the artifacts
+// it has read or reserved for reading (see verified); past
+// lookupByteLimit it reads no more.
 type readBytesKey struct{}
+
+// withByteBudget gives a lookup's context its byte count.
+func withByteBudget(ctx context.Context) context.Context {
+	return context.WithValue(ctx, readBytesKey{}, new(atomic.Int64))
+}
 
 // readBundles reads bundle referrers in batches until enough says so, the
 // entries run out, or MaxLookupBytes have been read.
@@ -303,10 +333,44 @@ func broken(format Format, where string, err error) Signature {
 
 // simpleSignatures reads the .sig manifest of digest and its payloads.
 func (f *Fetcher) simpleSignatures(ctx context.Context, repo string, digest v1.Hash) ([]Signature, error) {
-	tag := SignatureTag(digest)
+	return f.layerSignatures(ctx, repo, SignatureTag(digest), FormatSimpleSigning, f.simpleSignature)
+}
+
+// Attestations returns the attestations cosign's legacy format stores for
+// digest in repo: the layers of the "sha256-<hex>.att" manifest, each a
+// DSSE envelope over an in-toto statement (FormatAttestation), keyless
+// ones with the certificate, chain and Rekor bundle annotations of .sig
+// layers. None found is no attestation and a nil error. Attestations
+// stored as Sigstore bundles are bundle referrers, which Signatures reads.
+//
+// As for .sig: a malformed layer, a manifest of the wrong kind and the
+// layers past MaxSignatures are each a Signature with Err set; a registry
+// that could not answer is a *RegistryError. The lookup reads at most
+// MaxLookupBytes of manifest and envelopes, each envelope at most
+// MaxAttestationSize.
+func (f *Fetcher) Attestations(ctx context.Context, repo string, digest v1.Hash) (sigs []Signature, err error) {
+	if err := CheckRepository(repo); err != nil {
+		return nil, err
+	}
+	if err := checkDigest(digest); err != nil {
+		return nil, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, defaultLookupTimeout)
+		defer cancel()
+	}
+	defer recoverAs(&err)
+	return f.layerSignatures(withByteBudget(ctx), repo, AttestationTag(digest), FormatAttestation, f.attestation)
+}
+
+// layerSignatures reads the manifest under tag (.sig or .att) and, with
+// read, at most MaxSignatures of its layers.
+func (f *Fetcher) layerSignatures(ctx context.Context, repo, tag string, format Format,
+	read func(ctx context.Context, repo, where string, l Descriptor) (Signature, error)) ([]Signature, error) {
 	resp, err := f.get(ctx, manifestPath(repo, tag), manifestAccept, MaxManifestSize, http.StatusNotFound)
 	if errors.Is(err, ErrInvalidArtifact) {
-		return []Signature{broken(FormatSimpleSigning, tag, err)}, nil
+		return []Signature{broken(format, tag, err)}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -314,18 +378,19 @@ func (f *Fetcher) simpleSignatures(ctx context.Context, repo string, digest v1.H
 	if resp.status == http.StatusNotFound {
 		return nil, nil
 	}
+	countBytes(ctx, int64(len(resp.body)))
 	layers, err := parseSignatureManifest(resp.body, resp.contentType)
 	if err != nil {
-		return []Signature{broken(FormatSimpleSigning, tag, err)}, nil
+		return []Signature{broken(format, tag, err)}, nil
 	}
 	var extra []Signature
 	if len(layers) > MaxSignatures {
-		extra = append(extra, broken(FormatSimpleSigning, tag,
+		extra = append(extra, broken(format, tag,
 			invalidf("%d layers past the limit of %d were not read", len(layers)-MaxSignatures, MaxSignatures)))
 		layers = layers[:MaxSignatures]
 	}
 	sigs, err := fetchAll(ctx, layers, func(ctx context.Context, i int, l Descriptor) (Signature, error) {
-		return f.simpleSignature(ctx, repo, fmt.Sprintf("%s layer %d", tag, i), l)
+		return read(ctx, repo, fmt.Sprintf("%s layer %d", tag, i), l)
 	})
 	return append(sigs, extra...), err
 }
@@ -359,8 +424,9 @@ func parseSignatureManifest(b []byte, contentType string) ([]Descriptor, error) 
 	return m.Layers, nil
 }
 
-// simpleSignature reads one .sig layer: its base64 signature annotation
-// and its payload blob, checked against the descriptor.
+// simpleSignature reads one .sig layer: its base64 signature annotation,
+// its keyless annotations if any, and its payload blob, checked against
+// the descriptor.
 func (f *Fetcher) simpleSignature(ctx context.Context, repo, where string, l Descriptor) (Signature, error) {
 	s := Signature{Format: FormatSimpleSigning, Where: where}
 	if l.MediaType != SimpleSigningMediaType {
@@ -372,12 +438,102 @@ func (f *Fetcher) simpleSignature(ctx context.Context, repo, where string, l Des
 		s.Err = err
 		return s, nil
 	}
+	k, err := parseKeylessAnnotations(l.Annotations)
+	if err != nil {
+		s.Err = err
+		return s, nil
+	}
 	payload, err := f.verifiedBlob(ctx, repo, l, MaxPayloadSize)
 	if err != nil {
 		return abortOrKeep(s, err)
 	}
 	s.Signed, s.Payload, s.Sig = payload, payload, sig
+	s.Certificate, s.Chain, s.RekorBundle = k.certificate, k.chain, k.rekorBundle
 	return s, nil
+}
+
+// keylessAnnotations are the keyless annotations of a .sig or .att layer.
+type keylessAnnotations struct {
+	certificate []byte
+	chain       [][]byte
+	rekorBundle []byte
+}
+
+// parseKeylessAnnotations reads the certificate, chain and Rekor bundle
+// annotations of a layer strictly; each is optional, but a chain needs a
+// certificate. An empty chain annotation is no chain (cosign writes one
+// beside every certificate). Errors wrap ErrInvalidArtifact.
+func parseKeylessAnnotations(annotations map[string]string) (keylessAnnotations, error) {
+	var k keylessAnnotations
+	if pemText, ok := annotations[CertificateAnnotation]; ok && pemText != "" {
+		certs, err := decodeCertificatesPEM(pemText, CertificateAnnotation)
+		if err != nil {
+			return k, err
+		}
+		if len(certs) != 1 {
+			return k, invalidf("annotation %s: %d certificates, want 1", CertificateAnnotation, len(certs))
+		}
+		k.certificate = certs[0]
+	}
+	if pemText, ok := annotations[ChainAnnotation]; ok && pemText != "" {
+		if k.certificate == nil {
+			return k, invalidf("annotation %s without a %s annotation", ChainAnnotation, CertificateAnnotation)
+		}
+		certs, err := decodeCertificatesPEM(pemText, ChainAnnotation)
+		if err != nil {
+			return k, err
+		}
+		k.chain = certs
+	}
+	if raw, ok := annotations[RekorBundleAnnotation]; ok {
+		if _, err := parseRekorBundle([]byte(raw)); err != nil {
+			return k, invalidArtifact(err)
+		}
+		k.rekorBundle = []byte(raw)
+	}
+	return k, nil
+}
+
+// decodeCertificatesPEM decodes PEM text that holds one to
+// maxChainCertificates CERTIFICATE blocks, without headers, separated by
+// whitespace only, each DER that parses as an X.509 certificate.
+func decodeCertificatesPEM(text, annotation string) ([][]byte, error) {
+	if len(text) > maxKeylessAnnotationSize {
+		return nil, invalidf("annotation %s: %d bytes, the limit is %d", annotation, len(text), maxKeylessAnnotationSize)
+	}
+	var out [][]byte
+	rest := []byte(text)
+	for {
+		rest = bytes.TrimLeft(rest, " \t\r\n")
+		if len(rest) == 0 {
+			break
+		}
+		if !bytes.HasPrefix(rest, []byte("-----BEGIN ")) {
+			return nil, invalidf("annotation %s: text outside PEM blocks", annotation)
+		}
+		block, next := pem.Decode(rest)
+		if block == nil {
+			return nil, invalidf("annotation %s: malformed PEM block", annotation)
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, invalidf("annotation %s: PEM block %q, want only CERTIFICATE", annotation, block.Type)
+		}
+		if len(block.Headers) > 0 {
+			return nil, invalidf("annotation %s: PEM block with headers", annotation)
+		}
+		if len(out) == maxChainCertificates {
+			return nil, invalidf("annotation %s: more than %d certificates", annotation, maxChainCertificates)
+		}
+		if err := checkCertificateDER(block.Bytes); err != nil {
+			return nil, invalidf("annotation %s: certificate %d: %v", annotation, len(out), err)
+		}
+		out = append(out, block.Bytes)
+		rest = next
+	}
+	if len(out) == 0 {
+		return nil, invalidf("annotation %s: no certificate", annotation)
+	}
+	return out, nil
 }
 
 // decodeSignatureAnnotation decodes the standard base64 signature annotation.
@@ -544,7 +700,7 @@ func (f *Fetcher) bundleSignature(ctx context.Context, repo string, digest v1.Ha
 		s.Err = err
 		return s, nil
 	}
-	bundle, err := f.verifiedBlob(ctx, repo, layer, MaxPayloadSize)
+	bundle, err := f.verifiedBlob(ctx, repo, layer, MaxAttestationSize)
 	if err != nil {
 		return abortOrKeep(s, err)
 	}
@@ -633,16 +789,19 @@ func (f *Fetcher) verifiedBlob(ctx context.Context, repo string, d Descriptor, l
 }
 
 // verified fetches the content d describes, refusing before any request a
-// digest other than sha256 or a size over limit, and after it any content
-// whose length or sha256 differ from the descriptor's. Not found is an
-// invalid artifact (the descriptor points at nothing); other failures are
-// *RegistryError.
+// digest other than sha256, a size over limit, or a size that would take
+// the lookup past lookupByteLimit, and after it any content whose length
+// or sha256 differ from the descriptor's. Not found is an invalid artifact
+// (the descriptor points at nothing); other failures are *RegistryError.
 func (f *Fetcher) verified(ctx context.Context, path, accept string, d Descriptor, limit int64) ([]byte, error) {
 	if err := checkDigest(d.Digest); err != nil {
 		return nil, invalidf("descriptor: %v", err)
 	}
 	if d.Size < 0 || d.Size > limit {
 		return nil, invalidf("descriptor size %d of %s exceeds the %d byte limit", d.Size, d.Digest, limit)
+	}
+	if err := reserveBytes(ctx, d.Size); err != nil {
+		return nil, err
 	}
 	resp, err := f.get(ctx, path, accept, d.Size, http.StatusNotFound)
 	if err != nil {
@@ -651,9 +810,6 @@ func (f *Fetcher) verified(ctx context.Context, path, accept string, d Descripto
 	if resp.status == http.StatusNotFound {
 		return nil, invalidf("%s not found", d.Digest)
 	}
-	if n, ok := ctx.Value(readBytesKey{}).(*atomic.Int64); ok {
-		n.Add(int64(len(resp.body)))
-	}
 	if int64(len(resp.body)) != d.Size {
 		return nil, invalidf("%s is %d bytes, descriptor says %d", d.Digest, len(resp.body), d.Size)
 	}
@@ -661,6 +817,29 @@ func (f *Fetcher) verified(ctx context.Context, path, accept string, d Descripto
 		return nil, invalidf("content does not match descriptor digest %s", d.Digest)
 	}
 	return resp.body, nil
+}
+
+// countBytes counts n bytes already read against the lookup's budget.
+func countBytes(ctx context.Context, n int64) {
+	if read, ok := ctx.Value(readBytesKey{}).(*atomic.Int64); ok {
+		read.Add(n)
+	}
+}
+
+// reserveBytes counts n bytes against the lookup's budget before they are
+// read, so that concurrent reads cannot together pass it. Past the
+// budget the read is refused (an invalid artifact: what is not read does
+// not count) and the count stays past it, so that the lookup stops. A
+// context without a budget reads within the per-artifact limits only.
+func reserveBytes(ctx context.Context, n int64) error {
+	read, ok := ctx.Value(readBytesKey{}).(*atomic.Int64)
+	if !ok {
+		return nil
+	}
+	if total := read.Add(n); total > lookupByteLimit {
+		return invalidf("not read: %d more bytes would pass the lookup's limit of %d bytes", n, lookupByteLimit)
+	}
+	return nil
 }
 
 // response is a successful or passed-through registry answer.

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -1421,4 +1423,203 @@ func TestSignaturesBrokenSourceBesideGoodOne(t *testing.T) {
 			}
 		})
 	}
+}
+
+// --- keyless annotations of .sig layers ---
+
+// The keyless annotations of a .sig layer are read strictly: malformed
+// ones break that signature only, never the lookup, and never a good
+// signature beside it.
+func TestSignaturesKeylessAnnotations(t *testing.T) {
+	vs := newVirtualSigstore(t)
+	payload, err := NewPayload("127.0.0.1:5000/interop/app", appV1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := vs.signSimple(t, payload)
+	cert, chain := good.annotations[CertificateAnnotation], good.annotations[ChainAnnotation]
+	block, _ := pem.Decode([]byte(cert))
+	body := strings.TrimSpace(strings.TrimSuffix(strings.TrimPrefix(cert, "-----BEGIN CERTIFICATE-----"), "-----END CERTIFICATE-----\n"))
+	// A character changed in the middle of the DER.
+	tampered := strings.Replace(cert, body[100:104], "AAAA", 1)
+	if tampered == cert {
+		tampered = strings.Replace(cert, body[100:104], "BBBB", 1)
+	}
+	publicKey := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: block.Bytes}))
+	withHeaders := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Headers: map[string]string{"Proc-Type": "4,ENCRYPTED"}, Bytes: block.Bytes}))
+	rekor := good.annotations[RekorBundleAnnotation]
+	var rb cosignRekorBundle
+	if err := json.Unmarshal([]byte(rekor), &rb); err != nil {
+		t.Fatal(err)
+	}
+	setB64 := b64(rb.SignedEntryTimestamp)
+
+	for _, tc := range []struct {
+		name   string
+		change map[string]string // annotation -> value; "-" deletes
+		want   string            // "" = valid
+		check  func(t *testing.T, s Signature)
+	}{
+		{name: "cosign's layout", check: func(t *testing.T, s Signature) {
+			if !bytes.Equal(s.Certificate, block.Bytes) || len(s.Chain) != 2 || string(s.RekorBundle) != rekor {
+				t.Errorf("Signature = %s", describe(s))
+			}
+		}},
+		{name: "empty chain annotation, as cosign writes without a chain", change: map[string]string{ChainAnnotation: ""}, check: func(t *testing.T, s Signature) {
+			if !s.Keyless() || s.Chain != nil {
+				t.Errorf("Signature = %s", describe(s))
+			}
+		}},
+		{name: "key signature with a Rekor bundle", change: map[string]string{CertificateAnnotation: "-", ChainAnnotation: "-"}, check: func(t *testing.T, s Signature) {
+			if s.Keyless() || string(s.RekorBundle) != rekor {
+				t.Errorf("Signature = %s", describe(s))
+			}
+		}},
+		{name: "tampered certificate", change: map[string]string{CertificateAnnotation: tampered}, want: CertificateAnnotation},
+		{name: "certificate not PEM", change: map[string]string{CertificateAnnotation: body}, want: "text outside PEM blocks"},
+		{name: "text before the certificate", change: map[string]string{CertificateAnnotation: "issued by me\n" + cert}, want: "text outside PEM blocks"},
+		{name: "text after the certificate", change: map[string]string{CertificateAnnotation: cert + "trailer"}, want: "text outside PEM blocks"},
+		{name: "two certificates", change: map[string]string{CertificateAnnotation: cert + cert}, want: "2 certificates, want 1"},
+		{name: "certificate annotation holding a public key", change: map[string]string{CertificateAnnotation: publicKey}, want: `PEM block "PUBLIC KEY"`},
+		{name: "certificate with PEM headers", change: map[string]string{CertificateAnnotation: withHeaders}, want: "headers"},
+		{name: "unterminated PEM", change: map[string]string{CertificateAnnotation: strings.TrimSuffix(cert, "-----END CERTIFICATE-----\n")}, want: "malformed PEM block"},
+		{name: "oversized certificate annotation", change: map[string]string{CertificateAnnotation: cert + strings.Repeat("\n", maxKeylessAnnotationSize)}, want: "limit"},
+		{name: "chain with a non-CERTIFICATE block", change: map[string]string{ChainAnnotation: chain + "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n"}, want: `PEM block "PRIVATE KEY"`},
+		{name: "chain with a tampered certificate", change: map[string]string{ChainAnnotation: tampered + chain}, want: ChainAnnotation},
+		{name: "chain too long", change: map[string]string{ChainAnnotation: strings.Repeat(cert, 11)}, want: "more than 10 certificates"},
+		{name: "chain without a certificate", change: map[string]string{CertificateAnnotation: "-"}, want: "without a " + CertificateAnnotation},
+		{name: "Rekor bundle not JSON", change: map[string]string{RekorBundleAnnotation: "{" + rekor}, want: "invalid JSON"},
+		{name: "Rekor bundle with bad base64", change: map[string]string{RekorBundleAnnotation: strings.Replace(rekor, setB64, "%"+setB64[1:], 1)}, want: "SignedEntryTimestamp: invalid base64"},
+		{name: "Rekor bundle missing its payload", change: map[string]string{RekorBundleAnnotation: `{"SignedEntryTimestamp":"` + setB64 + `"}`}, want: `missing key "Payload"`},
+		{name: "empty Rekor bundle", change: map[string]string{RekorBundleAnnotation: ""}, want: RekorBundleAnnotation},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			annotations := map[string]string{}
+			for k, v := range good.annotations {
+				annotations[k] = v
+			}
+			for k, v := range tc.change {
+				if v == "-" {
+					delete(annotations, k)
+				} else {
+					annotations[k] = v
+				}
+			}
+			r := newTestRegistry(t, false)
+			other := vs.signSimple(t, append(bytes.Clone(payload), ' '))
+			putSig(t, r, attackRepo, appV1, keylessSig{payload: payload, annotations: annotations}, other)
+			sigs, err := r.signatures(t, attackRepo, appV1)
+			if err != nil {
+				t.Fatalf("Signatures: %v", err)
+			}
+			if len(sigs) != 2 || sigs[1].Err != nil || !sigs[1].Keyless() {
+				t.Fatalf("got %s; want the layer under test and a good one", describe(sigs...))
+			}
+			s := sigs[0]
+			if tc.want == "" {
+				if s.Err != nil {
+					t.Fatal(s.Err)
+				}
+				tc.check(t, s)
+				return
+			}
+			if s.Err == nil || !strings.Contains(s.Err.Error(), tc.want) || !errors.Is(s.Err, ErrInvalidArtifact) {
+				t.Fatalf("error %v; want ErrInvalidArtifact mentioning %q", s.Err, tc.want)
+			}
+			if s.Sig != nil || s.Certificate != nil || s.RekorBundle != nil {
+				t.Errorf("a broken signature carries material: %s", describe(s))
+			}
+		})
+	}
+}
+
+// FuzzParseKeylessAnnotations: never panics; what it accepts is DER that
+// parses as certificates and a Rekor bundle that parses; what it refuses
+// wraps ErrInvalidArtifact.
+func FuzzParseKeylessAnnotations(f *testing.F) {
+	cert, chain, rekor := publicGoodAnnotations(f)
+	f.Add(cert, chain, rekor)
+	f.Add(cert, "", "")
+	f.Add("", "", `{"SignedEntryTimestamp":"AA==","Payload":{"body":"e30=","integratedTime":1,"logIndex":0,"logID":"`+strings.Repeat("0", 64)+`"}}`)
+	f.Fuzz(func(t *testing.T, cert, chain, rekor string) {
+		annotations := map[string]string{CertificateAnnotation: cert, ChainAnnotation: chain}
+		if rekor != "" {
+			annotations[RekorBundleAnnotation] = rekor
+		}
+		k, err := parseKeylessAnnotations(annotations)
+		if err != nil {
+			if !errors.Is(err, ErrInvalidArtifact) {
+				t.Fatalf("error %v does not wrap ErrInvalidArtifact", err)
+			}
+			return
+		}
+		for _, der := range append([][]byte{k.certificate}, k.chain...) {
+			if der == nil && k.certificate == nil {
+				continue
+			}
+			if _, err := x509.ParseCertificate(der); err != nil {
+				t.Fatalf("accepted a certificate that does not parse: %v", err)
+			}
+		}
+		if len(k.chain) > 0 && k.certificate == nil {
+			t.Fatal("a chain without a certificate")
+		}
+		if (k.rekorBundle != nil) != (rekor != "") {
+			t.Fatalf("Rekor bundle %q kept as %q", rekor, k.rekorBundle)
+		}
+		if _, err := parseRekorBundle(k.rekorBundle); k.rekorBundle != nil && err != nil {
+			t.Fatalf("accepted a Rekor bundle that does not parse: %v", err)
+		}
+	})
+}
+
+// publicGoodAnnotations returns the keyless annotations cosign would
+// write for the public-good vector: its certificate, its chain and its
+// Rekor entry as a Rekor bundle.
+func publicGoodAnnotations(t testing.TB) (cert, chain, rekor string) {
+	t.Helper()
+	b, err := os.ReadFile("testdata/public-good/slsa-provenance-npm.sigstore.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		VerificationMaterial struct {
+			X509CertificateChain struct {
+				Certificates []struct{ RawBytes []byte } `json:"certificates"`
+			} `json:"x509CertificateChain"`
+			TlogEntries []struct {
+				LogIndex int64 `json:"logIndex,string"`
+				LogID    struct {
+					KeyID []byte `json:"keyId"`
+				} `json:"logId"`
+				IntegratedTime   int64 `json:"integratedTime,string"`
+				InclusionPromise struct {
+					SignedEntryTimestamp []byte `json:"signedEntryTimestamp"`
+				} `json:"inclusionPromise"`
+				CanonicalizedBody []byte `json:"canonicalizedBody"`
+			} `json:"tlogEntries"`
+		} `json:"verificationMaterial"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	certs := doc.VerificationMaterial.X509CertificateChain.Certificates
+	for i, c := range certs {
+		if i == 0 {
+			cert = certPEM(c.RawBytes)
+		} else {
+			chain += certPEM(c.RawBytes)
+		}
+	}
+	e := doc.VerificationMaterial.TlogEntries[0]
+	var rb cosignRekorBundle
+	rb.SignedEntryTimestamp = e.InclusionPromise.SignedEntryTimestamp
+	rb.Payload.Body = e.CanonicalizedBody
+	rb.Payload.IntegratedTime, rb.Payload.LogIndex = e.IntegratedTime, e.LogIndex
+	rb.Payload.LogID = hex.EncodeToString(e.LogID.KeyID)
+	r, err := json.Marshal(rb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, chain, string(r)
 }
