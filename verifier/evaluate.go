@@ -127,8 +127,7 @@ type tally struct {
 	keyless *keylessCheck
 	memo    keylessMemo
 
-	signerKeys []string             // distinct key IDs that counted
-	identities []int                // distinct identity entries that counted
+	signed     signerSet            // the signers of image signatures
 	verified   []sigstore.Signature // signatures that counted
 	found      int                  // signatures considered
 	malformed  int                  // signatures with Err set
@@ -139,10 +138,10 @@ type tally struct {
 	// otherDigests are the digests bound by trusted signatures for
 	// another digest.
 	otherDigests []v1.Hash
-	// attested holds, per predicate type of a rule, the distinct signers
-	// (key IDs, "identity:N") of attestations that hold; predicateFail the
-	// first path that failed for it.
-	attested      map[string][]string
+	// attested holds, per predicate type of a rule, the signers of
+	// attestations that hold; predicateFail the first path that failed
+	// for it.
+	attested      map[string]*signerSet
 	predicateFail map[string]string
 	// attestations counts the attestations trusted signers made for this
 	// digest, held or not, for a refusal to say that they are no
@@ -169,7 +168,15 @@ func (t *tally) considerAll(sigs []sigstore.Signature) {
 }
 
 // signers is how many distinct signers signed the digest.
-func (t *tally) signers() int { return len(t.signerKeys) + len(t.identities) }
+func (t *tally) signers() int { return t.signed.count() }
+
+// attestedBy is how many distinct signers attested predicateType.
+func (t *tally) attestedBy(predicateType string) int {
+	if s := t.attested[predicateType]; s != nil {
+		return s.count()
+	}
+	return 0
+}
 
 // signaturesHold reports whether the signatures suffice.
 func (t *tally) signaturesHold() bool {
@@ -179,7 +186,7 @@ func (t *tally) signaturesHold() bool {
 // unmetRule returns the first attestation rule that does not hold.
 func (t *tally) unmetRule() (AttestationRule, bool) {
 	for _, r := range t.p.Attestations {
-		if len(t.attested[r.PredicateType]) < t.p.threshold() {
+		if t.attestedBy(r.PredicateType) < t.p.threshold() {
 			return r, true
 		}
 	}
@@ -201,9 +208,9 @@ func (t *tally) decision(sigs []sigstore.Signature) Decision {
 		return Decision{
 			Admit:        true,
 			Reason:       ReasonVerified,
-			Message:      verifiedMessage(p, img, t.signerKeys, t.identityNames(), t.keyless != nil),
+			Message:      verifiedMessage(p, img, t.signed.keys, t.identityNames(), t.keyless != nil),
 			Policy:       p.Name,
-			Keys:         t.signerKeys,
+			Keys:         t.signed.keys,
 			Identities:   t.identityNames(),
 			Attestations: t.heldRules(),
 			Verified:     t.verified,
@@ -217,17 +224,18 @@ func (t *tally) decision(sigs []sigstore.Signature) Decision {
 		reason, detail = t.attestationRefusal()
 	}
 	d := refuse(p, img, reason, detail)
-	d.Keys, d.Identities, d.Attestations, d.Verified = t.signerKeys, t.identityNames(), t.heldRules(), t.verified
+	d.Keys, d.Identities, d.Attestations, d.Verified = t.signed.keys, t.identityNames(), t.heldRules(), t.verified
 	d.Found, d.Malformed, d.SignedDigests = len(sigs), t.malformed, t.otherDigests
 	return d
 }
 
 func (t *tally) identityNames() []string {
-	if len(t.identities) == 0 {
+	entries := t.signed.matched()
+	if len(entries) == 0 {
 		return nil
 	}
-	names := make([]string, len(t.identities))
-	for i, n := range t.identities {
+	names := make([]string, len(entries))
+	for i, n := range entries {
 		names[i] = t.keyless.names[n]
 	}
 	return names
@@ -236,7 +244,7 @@ func (t *tally) identityNames() []string {
 func (t *tally) heldRules() []string {
 	var held []string
 	for _, r := range t.p.Attestations {
-		if len(t.attested[r.PredicateType]) >= t.p.threshold() {
+		if t.attestedBy(r.PredicateType) >= t.p.threshold() {
 			held = append(held, r.PredicateType)
 		}
 	}
@@ -250,7 +258,7 @@ func (t *tally) attestationRefusal() (Reason, string) {
 		return ReasonPredicate, fmt.Sprintf("predicate condition failed: %s (attestation %s; required: %v)", path, r.PredicateType, r.Predicate[path])
 	}
 	detail := "attestation missing: " + r.PredicateType
-	if n := len(t.attested[r.PredicateType]); n > 0 {
+	if n := t.attestedBy(r.PredicateType); n > 0 {
 		detail += fmt.Sprintf(" (signed by %d of %d required signers)", n, t.p.threshold())
 	}
 	if t.claimFails > 0 {
@@ -278,8 +286,8 @@ func (t *tally) consider(i int, sig *sigstore.Signature) {
 		t.malformed++
 		return
 	}
-	var signer, by string
-	identity := -1
+	var by string
+	var signer func(*signerSet)
 	if sig.Keyless() {
 		if t.keyless == nil {
 			return // no keyless signer in the policy: untrusted
@@ -293,14 +301,15 @@ func (t *tally) consider(i int, sig *sigstore.Signature) {
 			}
 			return
 		}
-		identity = r.identity
-		signer, by = "identity:"+strconv.Itoa(identity), "identity "+t.keyless.names[identity]
+		by = "identity " + t.keyless.names[r.identity]
+		signer = func(s *signerSet) { s.addPerson(r.who, r.entries) }
 	} else {
 		key := t.keyFor(sig)
 		if key == nil {
 			return
 		}
-		signer, by = key.ID(), "key "+shortKeyID(key.ID())
+		by = "key " + shortKeyID(key.ID())
+		signer = func(s *signerSet) { s.addKey(key.ID()) }
 	}
 	claims, err := claimsOf(sig)
 	if err != nil {
@@ -331,13 +340,7 @@ func (t *tally) consider(i int, sig *sigstore.Signature) {
 		return
 	}
 	t.verified = append(t.verified, *sig)
-	if identity >= 0 {
-		if !slices.Contains(t.identities, identity) {
-			t.identities = append(t.identities, identity)
-		}
-	} else if !slices.Contains(t.signerKeys, signer) {
-		t.signerKeys = append(t.signerKeys, signer)
-	}
+	signer(&t.signed)
 }
 
 // isAttestation reports whether a signed in-toto statement is an
@@ -348,7 +351,7 @@ func isAttestation(sig *sigstore.Signature, c sigstore.Claims) bool {
 
 // attest counts a verified attestation for the rule of its predicate type.
 // Attestations of types no rule names are ignored.
-func (t *tally) attest(sig *sigstore.Signature, c sigstore.Claims, signer string) {
+func (t *tally) attest(sig *sigstore.Signature, c sigstore.Claims, signer func(*signerSet)) {
 	t.attestations++
 	var rule *AttestationRule
 	for k := range t.p.Attestations {
@@ -370,11 +373,14 @@ func (t *tally) attest(sig *sigstore.Signature, c sigstore.Claims, signer string
 		return
 	}
 	if t.attested == nil {
-		t.attested = make(map[string][]string)
+		t.attested = make(map[string]*signerSet)
 	}
-	if !slices.Contains(t.attested[c.PredicateType], signer) {
-		t.attested[c.PredicateType] = append(t.attested[c.PredicateType], signer)
+	s := t.attested[c.PredicateType]
+	if s == nil {
+		s = &signerSet{}
+		t.attested[c.PredicateType] = s
 	}
+	signer(s)
 	t.verified = append(t.verified, *sig)
 }
 

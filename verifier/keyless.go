@@ -95,6 +95,9 @@ type keylessResult struct {
 	// identity is the index of the first identity entry the certificate
 	// matches; -1 when verification failed or none matched.
 	identity int
+	// entries are all the entries it matches, who its issuer and subject.
+	entries []int
+	who     string
 	// reason and detail say why it does not count.
 	reason Reason
 	detail string
@@ -138,10 +141,15 @@ func (c *keylessCheck) verifyKeyless(sig *sigstore.Signature) (r keylessResult) 
 		return fail(ReasonInvalid, "%v", err)
 	}
 	summary := *res.Signature.Certificate
+	r = keylessResult{identity: -1, who: summary.Extensions.Issuer + "\x00" + summary.SubjectAlternativeName}
 	for i, id := range c.identities {
 		if id.Verify(summary) == nil {
-			return keylessResult{identity: i}
+			r.entries = append(r.entries, i)
 		}
+	}
+	if len(r.entries) > 0 {
+		r.identity = r.entries[0]
+		return r
 	}
 	return fail(ReasonCertificateIdentity, "certificate identity mismatch (issuer %s, subject %s)",
 		summary.Extensions.Issuer, summary.SubjectAlternativeName)
