@@ -12,7 +12,8 @@ import (
 // audit writes one line per decision, at level info, message "decision":
 // who asked (client address, user), for what (upstream, repository, the
 // reference asked for and the digest decided on, also on a refusal by
-// tag), under which policy, the result and reason, the keys that counted,
+// tag), under which policy, the result and reason, the keys, keyless
+// identities and attestation types that counted,
 // whether the decision came from the cache, and the time since the request
 // arrived. A decision that could not be made (upstream failure) is logged
 // with result "error".
@@ -57,6 +58,8 @@ func (s *Server) audit(r *http.Request, t target, ref string, img verifier.Image
 		slog.String("result", result),
 		slog.String("reason", reason),
 		slog.String("keys", strings.Join(d.Keys, ",")),
+		slog.String("identities", strings.Join(d.Identities, ";")),
+		slog.String("attestations", strings.Join(d.Attestations, ",")),
 		slog.Bool("cached", d.Cached),
 		slog.Duration("latency", latency))
 }

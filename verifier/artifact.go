@@ -27,7 +27,9 @@ import (
 //     declaring a signature artifactType, with no platform (a client picks
 //     children to run by platform);
 //   - an image manifest is an OCI or Docker schema 2 manifest whose layers
-//     (1 to sigstore.MaxSignatures) all declare a signature media type and
+//     (1 to sigstore.MaxSignatures, sigstore.MaxLookupBytes in all) all
+//     declare a signature media type (simple signing, bundle, DSSE
+//     envelope), each within the size its reader accepts, and
 //     whose blobs, read and checked against their descriptors, are JSON
 //     objects that are not also tar archives: a media type is only a
 //     label, and containers/image and go-containerregistry unpack a layer
@@ -38,10 +40,12 @@ import (
 // its own when pulled.
 
 // signatureMediaTypes are the layer media types and artifact types of
-// signature artifacts.
-var signatureMediaTypes = map[string]bool{
-	sigstore.SimpleSigningMediaType: true,
-	sigstore.BundleMediaType:        true,
+// signature artifacts (.sig layers, bundles, .att layers), with the largest
+// blob of each that the readers accept.
+var signatureMediaTypes = map[string]int64{
+	sigstore.SimpleSigningMediaType:    sigstore.MaxPayloadSize,
+	sigstore.BundleMediaType:           sigstore.MaxAttestationSize,
+	sigstore.AttestationLayerMediaType: sigstore.MaxAttestationSize,
 }
 
 // maxArtifactFetches bounds the concurrent blob reads of one check.
@@ -64,7 +68,7 @@ func artifactLayers(m *sigstore.Manifest) ([]sigstore.Descriptor, bool) {
 			return nil, false
 		}
 		for _, d := range m.Manifests {
-			if d.MediaType != string(types.OCIManifestSchema1) || !signatureMediaTypes[d.ArtifactType] || d.Platform != nil {
+			if _, ok := signatureMediaTypes[d.ArtifactType]; d.MediaType != string(types.OCIManifestSchema1) || !ok || d.Platform != nil {
 				return nil, false
 			}
 		}
@@ -76,10 +80,16 @@ func artifactLayers(m *sigstore.Manifest) ([]sigstore.Descriptor, bool) {
 		if len(m.Layers) == 0 || len(m.Layers) > sigstore.MaxSignatures {
 			return nil, false
 		}
+		var total int64
 		for _, l := range m.Layers {
-			if !signatureMediaTypes[l.MediaType] || l.Size > sigstore.MaxPayloadSize {
+			limit, ok := signatureMediaTypes[l.MediaType]
+			if !ok || l.Size > limit {
 				return nil, false
 			}
+			total += l.Size
+		}
+		if total > sigstore.MaxLookupBytes {
+			return nil, false
 		}
 		return m.Layers, true
 	}
@@ -106,7 +116,7 @@ func signatureArtifact(ctx context.Context, src Source, repo string, m *sigstore
 					errs[i] = fmt.Errorf("verifier: reading layer %d panicked: %v", i, r)
 				}
 			}()
-			b, err := src.Blob(ctx, repo, l, sigstore.MaxPayloadSize)
+			b, err := src.Blob(ctx, repo, l, signatureMediaTypes[l.MediaType])
 			if err == nil && (!isJSONObject(b) || isTar(b)) {
 				err = fmt.Errorf("%w: layer %d is not a JSON object, or is a tar archive too", sigstore.ErrInvalidArtifact, i)
 			}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -55,6 +56,23 @@ const (
 func TestSignatureArtifacts(t *testing.T) {
 	payload := []byte(`{"critical":{"type":"cosign container image signature"}}`)
 	bundle := []byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`)
+	envelope := []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"sig":"c2ln"}]}`)
+	bigEnvelope := []byte(`{"payload":"` + strings.Repeat("A", sigstore.MaxPayloadSize+4) + `"}`)
+	attLayer := func(b []byte) testDesc {
+		return desc(sigstore.AttestationLayerMediaType, b, "annotations", map[string]string{"predicateType": "https://slsa.dev/provenance/v1"})
+	}
+	// Layers of 1 MiB, declared but never read: more of them than the
+	// lookup budget allows.
+	hugeLayers := func() []any {
+		var ls []any
+		for i := range sigstore.MaxLookupBytes/sigstore.MaxAttestationSize + 1 {
+			d := attLayer(envelope)
+			d["size"] = sigstore.MaxAttestationSize
+			d["digest"] = "sha256:" + strings.Repeat(strconv.Itoa(i%10), 64)
+			ls = append(ls, d)
+		}
+		return ls
+	}
 	tarball := []byte("\x1f\x8b\x08\x00 a gzipped tar, runnable")
 	jsonTar := jsonTarLayer(t)
 	config := []byte(`{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
@@ -87,6 +105,10 @@ func TestSignatureArtifacts(t *testing.T) {
 	}{
 		{".sig manifest of simple-signing payloads", sigManifest(sigLayer(), sigLayer()), ociManifest, true},
 		{"bundle referrer manifest", sigManifest(desc(sigstore.BundleMediaType, bundle)), ociManifest, true},
+		{".att manifest of DSSE envelopes", sigManifest(attLayer(envelope), attLayer(envelope)), ociManifest, true},
+		{".att envelope past 64 KiB", sigManifest(attLayer(bigEnvelope)), ociManifest, true},
+		{".att layers past the lookup budget", sigManifest(hugeLayers()...), ociManifest, false},
+		{"simple-signing layer past 64 KiB", sigManifest(desc(sigstore.SimpleSigningMediaType, bigEnvelope)), ociManifest, false},
 		{"referrers index of bundles", index(ociIndex, desc(ociManifest, runnable, "artifactType", sigstore.BundleMediaType)), ociIndex, true},
 		{"index entry with urls and a platform (finding 1)", index(ociIndex, entry("urls", evilURL, "platform", linux)), ociIndex, false},
 		{"index entry with urls", index(ociIndex, entry("urls", evilURL)), ociIndex, false},
@@ -115,6 +137,7 @@ func TestSignatureArtifacts(t *testing.T) {
 			v, _ := newVerifier(t, Config{Policies: []*Policy{testPolicy(newEd25519(t))}})
 			src := newFakeSource()
 			src.blobs = map[v1.Hash][]byte{digestOf(string(payload)): payload, digestOf(string(bundle)): bundle,
+				digestOf(string(envelope)): envelope, digestOf(string(bigEnvelope)): bigEnvelope,
 				digestOf(string(tarball)): tarball, digestOf(string(jsonTar)): jsonTar}
 			img := Image{Registry: testRegistry, Repository: testRepo, Digest: digestOf(string(tc.body))}
 			m, err := sigstore.ParseManifest(tc.body, tc.mediaType)
