@@ -158,11 +158,6 @@ import (
 )
 
 const (
-	// Annotation keys of keyless .sig and .att layers.
-	certificateAnnotation = "dev.sigstore.cosign/certificate"
-	chainAnnotation       = "dev.sigstore.cosign/chain"
-	bundleAnnotation      = "dev.sigstore.cosign/bundle"
-
 	inTotoStatementV1  = "https://in-toto.io/Statement/v1"
 	inTotoStatementV01 = "https://in-toto.io/Statement/v0.1"
 	rekorBaseURL       = "https://rekor.localhost" // the origin of VirtualSigstore's checkpoints
@@ -789,11 +784,11 @@ func (s *Sigstore) AttestationEnvelope(digest v1.Hash, predicateType string, pre
 	annotations = map[string]string{
 		sigstore.SignatureAnnotation:     "",
 		sigstore.PredicateTypeAnnotation: predicateType,
-		certificateAnnotation:            string(d.sg.certPEM()),
-		chainAnnotation:                  string(s.chainPEM(o)),
+		sigstore.CertificateAnnotation:   string(d.sg.certPEM()),
+		sigstore.ChainAnnotation:         string(s.chainPEM(o)),
 	}
 	if d.entry != nil {
-		if annotations[bundleAnnotation], err = d.entry.annotation(s.logID); err != nil {
+		if annotations[sigstore.RekorBundleAnnotation], err = d.entry.annotation(s.logID); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -840,9 +835,9 @@ func (s *Sigstore) SimpleSigningLayer(ref string, digest v1.Hash, o Options) (pa
 		return nil, nil, err
 	}
 	annotations = map[string]string{
-		sigstore.SignatureAnnotation: base64.StdEncoding.EncodeToString(sig),
-		certificateAnnotation:        string(sg.certPEM()),
-		chainAnnotation:              string(s.chainPEM(o)),
+		sigstore.SignatureAnnotation:   base64.StdEncoding.EncodeToString(sig),
+		sigstore.CertificateAnnotation: string(sg.certPEM()),
+		sigstore.ChainAnnotation:       string(s.chainPEM(o)),
 	}
 	if o.NoTlog {
 		return payload, annotations, nil
@@ -860,7 +855,7 @@ func (s *Sigstore) SimpleSigningLayer(ref string, digest v1.Hash, o Options) (pa
 	if err != nil {
 		return nil, nil, err
 	}
-	if annotations[bundleAnnotation], err = entry.annotation(s.logID); err != nil {
+	if annotations[sigstore.RekorBundleAnnotation], err = entry.annotation(s.logID); err != nil {
 		return nil, nil, err
 	}
 	return payload, annotations, nil

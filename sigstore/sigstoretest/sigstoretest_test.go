@@ -534,19 +534,19 @@ type cosignRekorBundle struct {
 // without the bundle annotation).
 func checkKeylessAnnotations(t *testing.T, tr *root.TrustedRoot, ann map[string]string) (*x509.Certificate, *tlog.Entry, models.ProposedEntry) {
 	t.Helper()
-	leaf := pemCertificates(t, ann[certificateAnnotation])
+	leaf := pemCertificates(t, ann[sigstore.CertificateAnnotation])
 	if len(leaf) != 1 {
 		t.Fatalf("certificate annotation holds %d certificates, want 1", len(leaf))
 	}
 	if !slices.Equal(leaf[0].EmailAddresses, []string{testIdentity}) || issuerOf(leaf[0]) != testIssuer {
 		t.Errorf("certificate SAN %v, issuer %q", leaf[0].EmailAddresses, issuerOf(leaf[0]))
 	}
-	chain := pemCertificates(t, ann[chainAnnotation])
+	chain := pemCertificates(t, ann[sigstore.ChainAnnotation])
 	fulcio := tr.FulcioCertificateAuthorities()[0].(*root.FulcioCertificateAuthority)
 	if len(chain) != 2 || !chain[0].Equal(fulcio.Intermediates[0]) || !chain[1].Equal(fulcio.Root) {
 		t.Errorf("chain annotation: %d certificates, want the Fulcio intermediate then root", len(chain))
 	}
-	raw, ok := ann[bundleAnnotation]
+	raw, ok := ann[sigstore.RekorBundleAnnotation]
 	if !ok {
 		return leaf[0], nil, nil
 	}
@@ -758,7 +758,7 @@ func TestAttestationEnvelope(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, ann, e, _ := layer(t, o)
-			if _, ok := ann[bundleAnnotation]; ok == o.NoTlog {
+			if _, ok := ann[sigstore.RekorBundleAnnotation]; ok == o.NoTlog {
 				t.Errorf("Rekor bundle annotation present: %v, want %v", ok, !o.NoTlog)
 			}
 			if _, err := mustVerifier(t, tr).Verify(e, digestPolicy(t, testDigest)); err == nil {
