@@ -189,6 +189,9 @@ func classifyKeyless(err error, root string) (Reason, string) {
 	case strings.Contains(msg, "integrated time outside certificate validity"),
 		strings.Contains(msg, "x509: certificate has expired or is not yet valid"):
 		return ReasonCertificateTime, "certificate not valid at log time: " + msg
+	case strings.Contains(msg, "not enough verified log entries"):
+		// sigstore-go passes over entries of logs the root does not name.
+		return ReasonKeyless, "its transparency log entry is from a log that trusted root " + quote(root) + " does not name: " + msg
 	case strings.Contains(msg, "failed to verify log inclusion"):
 		return ReasonKeyless, "transparency log entry does not verify against trusted root " + quote(root) + " or does not bind this signature: " + msg
 	case strings.Contains(msg, "failed to verify leaf certificate"):

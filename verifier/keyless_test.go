@@ -5,6 +5,7 @@ import (
 	"io"
 	"log"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -148,6 +149,37 @@ func TestKeylessFormats(t *testing.T) {
 	}
 }
 
+// TestKeylessGitHubWorkflowIdentity: a policy naming a GitHub Actions
+// workflow (a URI SAN and the Actions issuer) admits what that workflow
+// signed, and not what another workflow, branch or issuer signed.
+func TestKeylessGitHubWorkflowIdentity(t *testing.T) {
+	l := newKeylessLab(t)
+	ctx := context.Background()
+	const release = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
+	p := l.policy(verifier.Identity{Issuer: ghIssuer, Subject: release})
+	for i, tc := range []struct {
+		subject, issuer string
+		admit           bool
+	}{
+		{release, ghIssuer, true},
+		{"https://github.com/acme/app/.github/workflows/release.yml@refs/heads/dev", ghIssuer, false},
+		{"https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main", ghIssuer, false},
+		{release, "https://token.actions.githubusercontent.com.evil.example", false},
+	} {
+		r, d := l.push("gh" + strconv.Itoa(i))
+		b, err := l.ss.SignatureBundle(d, sigstoretest.Options{Identity: tc.subject, Issuer: tc.issuer})
+		ok(t, err)
+		ok(t, sigstoretest.WriteSignatureBundle(ctx, r, d, b))
+		dec := l.decide(p, strings.TrimPrefix(r.Name(), l.host+"/"), d)
+		if dec.Admit != tc.admit {
+			t.Errorf("%s from %s: admit %v: %s", tc.subject, tc.issuer, dec.Admit, dec.Message)
+		}
+		if !tc.admit && !strings.Contains(dec.Message, "certificate identity mismatch (issuer "+tc.issuer+", subject "+tc.subject+")") {
+			t.Errorf("refusal does not name the identity: %s", dec.Message)
+		}
+	}
+}
+
 // TestKeylessRefusals: each way a keyless signature can fail to count is
 // refused with a message that names it.
 func TestKeylessRefusals(t *testing.T) {
@@ -186,7 +218,7 @@ func TestKeylessRefusals(t *testing.T) {
 			verifier.ReasonCertificateIdentity, "certificate identity mismatch (issuer " + ghIssuer + ", subject mallory@evil.example)"},
 		{"other issuer", bundleWith(l.ss, with(func(o *sigstoretest.Options) { o.Issuer = "https://accounts.evil.example" })),
 			verifier.ReasonCertificateIdentity, "certificate identity mismatch (issuer https://accounts.evil.example, subject " + ciIdentity + ")"},
-		{"other CA", bundleWith(other, o), verifier.ReasonKeyless, "transparency log"},
+		{"other Sigstore", bundleWith(other, o), verifier.ReasonKeyless, "from a log that trusted root \"private\" does not name"},
 		{"no log entry", bundleWith(l.ss, with(func(o *sigstoretest.Options) { o.NoTlog = true })),
 			verifier.ReasonNoTransparencyLog, "no transparency log entry"},
 		{"legacy, no log entry", legacyWith(with(func(o *sigstoretest.Options) { o.NoTlog = true })),

@@ -7,8 +7,8 @@
 // certificate authority and a Rekor log (sigstore-go's
 // pkg/testing/ca.VirtualSigstore) and an RFC 3161 timestamp authority.
 // Every artifact is signed with a new Fulcio certificate (ECDSA P-256, the
-// identity an e-mail SAN plus the OIDC issuer extension, valid 10 minutes
-// from issue), logged in Rekor and timestamped, unless Options say
+// identity an e-mail or URI SAN plus the OIDC issuer extensions, valid 10
+// minutes from issue), logged in Rekor and timestamped, unless Options say
 // otherwise. TrustedRootJSON is the trusted_root.json that verifies them.
 //
 //	s, _ := sigstoretest.New()
@@ -132,6 +132,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"net/url"
 	"sync/atomic"
 	"time"
 
@@ -171,8 +172,10 @@ type Sigstore struct {
 	fulcio *root.FulcioCertificateAuthority
 	rekor  *root.TransparencyLog
 	logID  []byte // raw SHA-256 of the Rekor key's PKIX DER
-	tsa    *root.SigstoreTimestampingAuthority
-	tsaKey *ecdsa.PrivateKey
+	// fulcioKey is the key of the Fulcio intermediate.
+	fulcioKey *ecdsa.PrivateKey
+	tsa       *root.SigstoreTimestampingAuthority
+	tsaKey    *ecdsa.PrivateKey
 	// nextIndex numbers the log entries that have no inclusion proof.
 	nextIndex atomic.Int64
 }
@@ -185,12 +188,25 @@ func New() (*Sigstore, error) {
 		return nil, fmt.Errorf("sigstoretest: %w", err)
 	}
 	s := &Sigstore{vs: vs}
-	cas := vs.FulcioCertificateAuthorities()
-	fulcio, ok := cas[0].(*root.FulcioCertificateAuthority)
-	if len(cas) != 1 || !ok || len(fulcio.Intermediates) != 1 {
-		return nil, fmt.Errorf("sigstoretest: VirtualSigstore has %d certificate authorities (%T), want one Fulcio CA with one intermediate", len(cas), cas[0])
+	// The Fulcio CA is this package's own, made with VirtualSigstore's
+	// generators, so that it can issue certificates with a URI subject (a
+	// CI workflow's identity), which VirtualSigstore's issuer cannot.
+	caRoot, caRootKey, err := ca.GenerateRootCa()
+	if err != nil {
+		return nil, fmt.Errorf("sigstoretest: Fulcio root: %w", err)
 	}
-	s.fulcio = fulcio
+	inter, interKey, err := ca.GenerateFulcioIntermediate(caRoot, caRootKey)
+	if err != nil {
+		return nil, fmt.Errorf("sigstoretest: Fulcio intermediate: %w", err)
+	}
+	s.fulcio = &root.FulcioCertificateAuthority{
+		Root:                caRoot,
+		Intermediates:       []*x509.Certificate{inter},
+		ValidityPeriodStart: time.Now().Add(-5 * time.Hour),
+		ValidityPeriodEnd:   time.Now().Add(time.Hour),
+		URI:                 "https://fulcio.sigstoretest.invalid",
+	}
+	s.fulcioKey = interKey
 
 	// VirtualSigstore's log describes its ID as the hex text of the key ID,
 	// which a trusted_root.json would carry as the ID itself; the log is
@@ -298,8 +314,10 @@ func (s *Sigstore) TrustedRootJSON() ([]byte, error) {
 
 // Options describe one artifact.
 type Options struct {
-	// Identity and Issuer are the certificate's SAN e-mail and OIDC issuer;
-	// both are required.
+	// Identity and Issuer are the certificate's subject and OIDC issuer;
+	// both are required. An Identity with a scheme and a host (a CI
+	// workflow's "https://github.com/org/repo/.github/workflows/x.yml@ref")
+	// is a URI SAN, anything else an e-mail SAN, as Fulcio issues them.
 	Identity, Issuer string
 	// NoTlog leaves the Rekor entry out. The certificate still expires 10
 	// minutes after issue.
@@ -337,15 +355,49 @@ func (s *Sigstore) issue(o Options) (*signer, error) {
 	if o.Identity == "" || o.Issuer == "" {
 		return nil, errors.New("sigstoretest: Options.Identity and Options.Issuer are required")
 	}
-	cert, key, err := s.vs.GenerateLeafCert(o.Identity, o.Issuer)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("sigstoretest: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, fmt.Errorf("sigstoretest: %w", err)
+	}
+	// Fulcio's issuer extensions: the deprecated raw one (1.1) and the
+	// DER-encoded one (1.8) that Fulcio has written since 2022.
+	issuerDER, err := asn1.MarshalWithParams(o.Issuer, "utf8")
+	if err != nil {
+		return nil, fmt.Errorf("sigstoretest: %w", err)
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		NotBefore:    now,
+		NotAfter:     now.Add(10 * time.Minute),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+		ExtraExtensions: []pkix.Extension{
+			{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 1}, Value: []byte(o.Issuer)},
+			{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, 8}, Value: issuerDER},
+		},
+	}
+	// A subject with a scheme (a workflow's URI) is a URI SAN, as Fulcio
+	// issues for CI identities; anything else an e-mail SAN.
+	if u, err := url.Parse(o.Identity); err == nil && u.Scheme != "" && u.Host != "" {
+		tmpl.URIs = []*url.URL{u}
+	} else {
+		tmpl.EmailAddresses = []string{o.Identity}
+	}
+	inter := s.fulcio.Intermediates[0]
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, inter, &key.PublicKey, s.fulcioKey)
 	if err != nil {
 		return nil, fmt.Errorf("sigstoretest: issuing a certificate: %w", err)
 	}
-	ek, ok := key.(*ecdsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("sigstoretest: VirtualSigstore issued a %T key, want ECDSA", key)
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("sigstoretest: %w", err)
 	}
-	return &signer{cert: cert, key: ek, o: o}, nil
+	return &signer{cert: cert, key: key, o: o}, nil
 }
 
 // sign signs msg as Fulcio certificates' ECDSA P-256 keys do: SHA-256, ASN.1.
