@@ -28,14 +28,10 @@ import (
 // referrers and the legacy .sig/.att tags), each pulled through the proxy by
 // containerd, docker and skopeo.
 //
-// sigstoretest's certificates carry their identity as an e-mail SAN only
-// (sigstore-go's VirtualSigstore issues no URI SAN), so the GitHub Actions
-// workflow identity is that SAN's text. The policy matches it exactly as a
-// real workflow certificate's URI SAN would be matched: sigstore-go's
-// certificate summary, which the verifier matches identities against, gives
-// the first URI SAN, else the first e-mail SAN, as the subject. That a URI
-// SAN is read is therefore not proved here. A second policy matches e-mail
-// identities by regular expression.
+// sigstoretest issues the GitHub Actions workflow identity as a URI SAN,
+// as Fulcio does for workflow certificates, and the policy names it
+// exactly. A second policy matches e-mail identities by regular
+// expression.
 
 const (
 	ghIssuer  = "https://token.actions.githubusercontent.com"
@@ -290,7 +286,7 @@ func TestKeylessPullRealClients(t *testing.T) {
 	// name. The refusal must be a keyless failure against this root.
 	d = push("gh/other-ca:v1")
 	l.signBundle(t, otherCA, "gh/other-ca", d, gh)
-	refuse("certificate of another CA", "gh/other-ca:v1", d, verifier.ReasonKeyless, `trusted root "test"`)
+	refuse("certificate of another CA", "gh/other-ca:v1", d, verifier.ReasonKeyless, `from a log that trusted root "test" does not name`)
 
 	// No Rekor entry, only the RFC 3161 timestamp. This proves the property
 	// the issue asks for ("an expired certificate without a log entry is
