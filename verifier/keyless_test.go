@@ -2,11 +2,13 @@ package verifier_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -342,5 +344,44 @@ func TestKeylessAttestations(t *testing.T) {
 				t.Fatalf("admit %v: %s; want admit %v and %q", dec.Admit, dec.Message, tc.admit, tc.want)
 			}
 		})
+	}
+}
+
+// TestKeylessConcurrentDecisions: one Verifier, so one sigstore-go
+// verifier per policy, decides many digests at once (run with -race).
+func TestKeylessConcurrentDecisions(t *testing.T) {
+	l := newKeylessLab(t)
+	ctx := context.Background()
+	type target struct {
+		repo string
+		d    v1.Hash
+	}
+	var targets []target
+	for i := range 6 {
+		repo := "concurrent" + strconv.Itoa(i)
+		r, d := l.push(repo)
+		b, err := l.ss.SignatureBundle(d, sigstoretest.Options{Identity: ciIdentity, Issuer: ghIssuer})
+		ok(t, err)
+		ok(t, sigstoretest.WriteSignatureBundle(ctx, r, d, b))
+		targets = append(targets, target{repo, d})
+	}
+	v, err := verifier.New(verifier.Config{Policies: []*verifier.Policy{l.policy(workflow)}, TTL: -1})
+	ok(t, err)
+	errs := make(chan string, 4*len(targets))
+	var wg sync.WaitGroup
+	for range 4 {
+		for _, tg := range targets {
+			wg.Go(func() {
+				dec, err := v.Decide(ctx, l.fetch, verifier.Image{Registry: l.host, Repository: tg.repo, Digest: tg.d}, nil)
+				if err != nil || !dec.Admit {
+					errs <- fmt.Sprintf("%s: %v %s", tg.repo, err, dec.Message)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }
