@@ -1,0 +1,616 @@
+package verifier_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"net/http/httptest"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/digitorus/timestamp"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/cosign-dev/cosign/sigstore"
+	"github.com/cosign-dev/cosign/sigstore/sigstoretest"
+	"github.com/cosign-dev/cosign/verifier"
+)
+
+// Red team 4: keyless signatures and attestations, attacked by someone who
+// can push anything to the registry and who holds an OIDC account of their
+// own (so genuine Fulcio certificates, Rekor entries and timestamps of the
+// trusted Sigstore for an identity no policy names), but no trusted key
+// and no certificate for a trusted identity. Each test asserts the safe
+// behaviour: it fails while the attack works.
+//
+// The trusted Sigstore is a sigstoretest instance; "mallory" is the
+// attacker's own identity on it.
+
+const (
+	rt4Issuer  = "https://token.actions.githubusercontent.com"
+	rt4Trusted = "release@acme.example"
+	rt4Mallory = "mallory@evil.example"
+	rt4SLSA    = "https://slsa.dev/provenance/v1"
+	rt4Reg     = "registry.example"
+)
+
+// rt4Lab is the trusted Sigstore, its root and a policy trusting one
+// identity of it.
+type rt4Lab struct {
+	ss   *sigstoretest.Sigstore
+	root *sigstore.TrustedRoot
+}
+
+func newRT4Lab(t testing.TB) *rt4Lab {
+	t.Helper()
+	ss, err := sigstoretest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootJSON, err := ss.TrustedRootJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := sigstore.ParseTrustedRoot("trusted", rootJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rt4Lab{ss: ss, root: root}
+}
+
+func (l *rt4Lab) policy() *verifier.Policy {
+	return &verifier.Policy{
+		Name:     "keyless",
+		Match:    []string{rt4Reg + "/**"},
+		Keyless:  &verifier.Keyless{TrustedRoot: l.root, Identities: []verifier.Identity{{Issuer: rt4Issuer, Subject: rt4Trusted}}},
+		Identity: verifier.IdentityAny,
+	}
+}
+
+func rt4Digest(s string) v1.Hash {
+	sum := sha256.Sum256([]byte(s))
+	return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(sum[:])}
+}
+
+// bundle signs d on the trusted Sigstore as who (cosign v3's bundle).
+func (l *rt4Lab) bundle(t testing.TB, d v1.Hash, who string) []byte {
+	t.Helper()
+	b, err := l.ss.SignatureBundle(d, sigstoretest.Options{Identity: who, Issuer: rt4Issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// junkSigner "signs" with an RSA public key it has no private key for:
+// random bytes below the modulus, which no verifier accepts, but which a
+// verifier has to raise to the power e modulo N to find out.
+type junkSigner struct{ pub *rsa.PublicKey }
+
+func (j junkSigner) Public() crypto.PublicKey { return j.pub }
+
+func (j junkSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	s := make([]byte, (j.pub.N.BitLen()+7)/8)
+	if _, err := rand.Read(s); err != nil {
+		return nil, err
+	}
+	s[0] = 0 // below N, whose top bit is set
+	return s, nil
+}
+
+// junkTimestamp is an RFC 3161 timestamp response over sig, as an attacker
+// makes it without any timestamp authority: a granted response whose
+// SignedData embeds a self-made certificate for an RSA key of bits bits
+// with the public exponent 2^31-1 (N need not even be a real RSA modulus),
+// and one SignerInfo with a signature of the modulus' length. Go's
+// crypto/rsa verifies such keys (no size cap), at a cost that grows with
+// bits² (about 120 ms at 65536 bits); the digitorus timestamp and pkcs7
+// packages verify the embedded signature with the embedded key before
+// anything compares that certificate with the trusted root's TSA.
+func junkTimestamp(t testing.TB, bits int, sig []byte) []byte {
+	t.Helper()
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), uint(bits)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.SetBit(n, bits-1, 1)
+	n.SetBit(n, 0, 1)
+	pub := &rsa.PublicKey{N: n, E: 1<<31 - 1}
+	issuerKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eku, err := asn1.Marshal([]asn1.ObjectIdentifier{{1, 3, 6, 1, 5, 5, 7, 3, 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7),
+		Subject:      pkix.Name{CommonName: "not a timestamp authority"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		ExtraExtensions: []pkix.Extension{
+			{Id: asn1.ObjectIdentifier{2, 5, 29, 37}, Critical: true, Value: eku},
+		},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, issuerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(sig)
+	ts := timestamp.Timestamp{
+		HashAlgorithm:     crypto.SHA256,
+		HashedMessage:     h[:],
+		Time:              time.Now(),
+		SerialNumber:      big.NewInt(1),
+		Policy:            asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 2},
+		AddTSACertificate: true,
+	}
+	resp, err := ts.CreateResponseWithOpts(cert, junkSigner{pub}, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// withTimestamps returns raw (a bundle with one genuine timestamp) with
+// extra appended to its RFC 3161 timestamps.
+func withTimestamps(t testing.TB, raw []byte, extra ...[]byte) []byte {
+	t.Helper()
+	var pb protobundle.Bundle
+	if err := protojson.Unmarshal(raw, &pb); err != nil {
+		t.Fatal(err)
+	}
+	tv := pb.GetVerificationMaterial().GetTimestampVerificationData()
+	if tv == nil || len(tv.Rfc3161Timestamps) != 1 {
+		t.Fatalf("bundle has no timestamp to add to")
+	}
+	for _, e := range extra {
+		tv.Rfc3161Timestamps = append(tv.Rfc3161Timestamps, &protocommon.RFC3161SignedTimestamp{SignedTimestamp: e})
+	}
+	b, err := protojson.Marshal(&pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// genuineTimestamp is the RFC 3161 timestamp the trusted Sigstore put in
+// raw.
+func genuineTimestamp(t testing.TB, raw []byte) []byte {
+	t.Helper()
+	var pb protobundle.Bundle
+	if err := protojson.Unmarshal(raw, &pb); err != nil {
+		t.Fatal(err)
+	}
+	return pb.GetVerificationMaterial().GetTimestampVerificationData().GetRfc3161Timestamps()[0].GetSignedTimestamp()
+}
+
+// envelopeSig is the DSSE signature of a bundle, what its timestamps
+// cover.
+func envelopeSig(t testing.TB, raw []byte) []byte {
+	t.Helper()
+	s := sigstore.SignatureFromBundle(raw, "bundle")
+	if s.Err != nil {
+		t.Fatal(s.Err)
+	}
+	return s.Sig
+}
+
+// respaced is raw with n spaces after its first '{': the same bundle, other
+// bytes (and so another blob digest, and another key in the verifier's
+// per-lookup memo of keyless verifications).
+func respaced(raw []byte, n int) []byte {
+	return append([]byte("{"+strings.Repeat(" ", n)), raw[1:]...)
+}
+
+// cpuTime is the CPU time (user and system) this process used so far.
+func cpuTime(t testing.TB) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// batchSource hands out signatures as the Fetcher does: in batches of 16,
+// asking enough after each.
+type batchSource struct{ sigs []sigstore.Signature }
+
+func (s batchSource) SignaturesUntil(_ context.Context, _ string, _ v1.Hash, enough sigstore.Enough) ([]sigstore.Signature, error) {
+	var out []sigstore.Signature
+	for i := 0; i < len(s.sigs); i += 16 {
+		b := s.sigs[i:min(i+16, len(s.sigs))]
+		out = append(out, b...)
+		if enough != nil && enough(b) {
+			break
+		}
+	}
+	return out, nil
+}
+
+func (batchSource) Attestations(context.Context, string, v1.Hash) ([]sigstore.Signature, error) {
+	return nil, nil
+}
+
+func (batchSource) Blob(context.Context, string, sigstore.Descriptor, int64) ([]byte, error) {
+	return nil, fmt.Errorf("%w: no blobs here", sigstore.ErrInvalidArtifact)
+}
+
+// TestRedTeam4KeylessTimestampWithHugeRSAKeyBurnsCPU: a keyless bundle is
+// handed whole to sigstore-go, which, after the transparency log entry
+// (the attacker's own, genuine), verifies every RFC 3161 timestamp in it
+// (up to 32). Each is parsed by digitorus/timestamp, which verifies the
+// token's SignedData with the certificate embedded in the token, and again
+// in timestamp-authority's verifyTSRWithChain, before anything checks that
+// certificate against the trusted root. An attacker embeds a certificate
+// for a 65536-bit RSA key with exponent 2^31-1 (Go verifies any size):
+// ~120 ms of CPU per timestamp, so one 200 KiB bundle costs about a
+// second, and a lookup (32 MiB of bundles) minutes. The refusal is right;
+// what it costs is not.
+//
+// Safe: verifying one bundle, whatever timestamps it carries, costs about
+// what a genuine one does (a few milliseconds), here at most 300 ms.
+func TestRedTeam4KeylessTimestampWithHugeRSAKeyBurnsCPU(t *testing.T) {
+	l := newRT4Lab(t)
+	d := rt4Digest("attacker image")
+	raw := l.bundle(t, d, rt4Mallory)
+	tok := junkTimestamp(t, 65536, envelopeSig(t, raw))
+	junk := make([][]byte, 8)
+	for i := range junk {
+		junk[i] = tok
+	}
+	evil := withTimestamps(t, raw, junk...)
+	sig := sigstore.SignatureFromBundle(evil, "referrer 1")
+	if sig.Err != nil {
+		t.Fatalf("the attacker's bundle does not even parse: %v", sig.Err)
+	}
+	p := l.policy()
+	img := verifier.Image{Registry: rt4Reg, Repository: "app", Digest: d}
+
+	start, wall := cpuTime(t), time.Now()
+	dec := verifier.Evaluate(p, img, []sigstore.Signature{sig})
+	cpu := cpuTime(t) - start
+	t.Logf("one %d-byte bundle with 8 junk timestamps: %v CPU, %v wall: %s", len(evil), cpu, time.Since(wall), dec.Message)
+	if dec.Admit {
+		t.Fatalf("admitted: %s", dec.Message)
+	}
+	if cpu > 300*time.Millisecond {
+		t.Errorf("verifying one keyless bundle from an untrusted identity took %v of CPU (8 RFC 3161 timestamps "+
+			"embedding a self-made 65536-bit RSA certificate, %d bytes); want at most 300ms: "+
+			"the embedded key is used before it is compared with the trusted root's timestamp authority", cpu, len(evil))
+	}
+}
+
+// rawManifest is a manifest pushed as its exact bytes.
+type rawManifest struct {
+	b  []byte
+	mt types.MediaType
+}
+
+func (r rawManifest) RawManifest() ([]byte, error)        { return r.b, nil }
+func (r rawManifest) MediaType() (types.MediaType, error) { return r.mt, nil }
+
+// rt4Descriptor is an OCI descriptor as JSON.
+type rt4Descriptor struct {
+	MediaType    string `json:"mediaType"`
+	Digest       string `json:"digest"`
+	Size         int64  `json:"size"`
+	ArtifactType string `json:"artifactType,omitempty"`
+}
+
+// TestRedTeam4JunkKeylessReferrersTimeOutAValidSignature: the same junk,
+// as referrers of a correctly signed image (on a registry with the
+// referrers API nobody can remove them; here they lead the referrers tag,
+// as an attacker grinding their digests gets them to lead the API's list).
+// The Fetcher reads 16 referrers, the verifier verifies them (seconds of
+// CPU), and only then does the Fetcher ask for the next 16, where the valid
+// bundle is: the lookup's deadline has passed, the lookup fails, nothing is
+// cached, and every pull of the image fails the same way. 16 referrers and
+// 3 MiB are far below the documented bounds (1,000 referrers, 32 MiB) up to
+// which junk "costs reading, not a refusal".
+//
+// Safe: the image is admitted by its valid bundle.
+func TestRedTeam4JunkKeylessReferrersTimeOutAValidSignature(t *testing.T) {
+	l := newRT4Lab(t)
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	repo, err := name.NewRepository(host+"/prod/app", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := random.Image(256, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(repo.Tag("v1"), img); err != nil {
+		t.Fatal(err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := img.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// The valid signature: the trusted identity's bundle.
+	if err := sigstoretest.WriteSignatureBundle(ctx, repo, d, l.bundle(t, d, rt4Trusted)); err != nil {
+		t.Fatal(err)
+	}
+	tagRef := repo.Tag(sigstore.ReferrersTag(d))
+	desc, err := remote.Get(tagRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var index struct {
+		SchemaVersion int             `json:"schemaVersion"`
+		MediaType     string          `json:"mediaType"`
+		Manifests     []rt4Descriptor `json:"manifests"`
+	}
+	if err := json.Unmarshal(desc.Manifest, &index); err != nil || len(index.Manifests) != 1 {
+		t.Fatalf("referrers tag: %v, %d entries, want the valid bundle alone", err, len(index.Manifests))
+	}
+	valid := index.Manifests[0]
+
+	// The junk: mallory's genuine bundle with 4 junk timestamps, 16
+	// respaced copies, each pushed as a referrer of the signed image.
+	base := l.bundle(t, rt4Digest("anything"), rt4Mallory)
+	tok := junkTimestamp(t, 65536, envelopeSig(t, base))
+	base = withTimestamps(t, base, tok, tok, tok, tok)
+	config := static.NewLayer([]byte("{}"), "application/vnd.oci.empty.v1+json")
+	if err := remote.WriteLayer(repo, config); err != nil {
+		t.Fatal(err)
+	}
+	cd, _ := config.Digest()
+	var junk []rt4Descriptor
+	for i := range 16 {
+		b := respaced(base, i)
+		layer := static.NewLayer(b, sigstore.BundleMediaType)
+		if err := remote.WriteLayer(repo, layer); err != nil {
+			t.Fatal(err)
+		}
+		ld, _ := layer.Digest()
+		m, err := json.Marshal(map[string]any{
+			"schemaVersion": 2,
+			"mediaType":     types.OCIManifestSchema1,
+			"artifactType":  sigstore.BundleMediaType,
+			"config":        rt4Descriptor{MediaType: "application/vnd.oci.empty.v1+json", Digest: cd.String(), Size: 2},
+			"layers":        []rt4Descriptor{{MediaType: sigstore.BundleMediaType, Digest: ld.String(), Size: int64(len(b))}},
+			"subject":       rt4Descriptor{MediaType: string(types.DockerManifestSchema2), Digest: d.String(), Size: size},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		md, _, _ := v1.SHA256(bytes.NewReader(m))
+		if err := remote.Put(repo.Digest(md.String()), rawManifest{m, types.OCIManifestSchema1}); err != nil {
+			t.Fatal(err)
+		}
+		junk = append(junk, rt4Descriptor{MediaType: string(types.OCIManifestSchema1), Digest: md.String(),
+			Size: int64(len(m)), ArtifactType: sigstore.BundleMediaType})
+	}
+	index.Manifests = append(junk, valid)
+	ib, err := json.Marshal(index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Put(tagRef, rawManifest{ib, types.OCIImageIndex}); err != nil {
+		t.Fatal(err)
+	}
+
+	p := l.policy()
+	p.Match = []string{host + "/**"}
+	v, err := verifier.New(verifier.Config{Policies: []*verifier.Policy{p}, LookupTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, wall := cpuTime(t), time.Now()
+	dec, err := v.Decide(ctx, sigstore.NewFetcher(srv.URL, nil), verifier.Image{Registry: host, Repository: "prod/app", Digest: d}, nil)
+	t.Logf("cold decision: %v CPU, %v wall", cpuTime(t)-start, time.Since(wall))
+	switch {
+	case err != nil:
+		t.Errorf("a correctly signed image behind 16 junk keyless referrers (%d bytes each): the decision failed: %v; want admitted", len(base), err)
+	case !dec.Admit:
+		t.Errorf("a correctly signed image behind 16 junk keyless referrers was refused: %s", dec.Message)
+	}
+}
+
+// TestRedTeam4JunkKeylessBundlesCostPerLookup: without any exotic key,
+// sigstore-go verifies each of up to 32 RFC 3161 timestamps of a bundle in
+// full (parse, signature, certificate chain) and drops duplicates of one
+// authority only afterwards; and the verifier's memo of keyless
+// verifications lasts one lookup and is keyed by the bundle's bytes. So
+// one genuine signature of the attacker's own identity, with its one
+// genuine timestamp copied 32 times and respaced 1,000 ways (33 KiB each,
+// 32 MB in all: within one lookup's 32 MiB), costs a cold decision some
+// seconds of CPU, 10 times what 1,000 ordinary junk bundles cost; the same
+// blobs can be made referrers of any number of digests, each pull of which
+// is a cold decision.
+//
+// Safe: a lookup's worth of junk keyless referrers costs at most 3 s of CPU.
+func TestRedTeam4JunkKeylessBundlesCostPerLookup(t *testing.T) {
+	l := newRT4Lab(t)
+	d := rt4Digest("attacker image")
+	raw := l.bundle(t, d, rt4Mallory)
+	ts := genuineTimestamp(t, raw)
+	copies := make([][]byte, 31)
+	for i := range copies {
+		copies[i] = ts
+	}
+	padded := withTimestamps(t, raw, copies...)
+	n := min(sigstore.MaxReferrers, int(sigstore.MaxLookupBytes/int64(len(padded)+1000)))
+	sigs := make([]sigstore.Signature, n)
+	for i := range sigs {
+		sigs[i] = sigstore.SignatureFromBundle(respaced(padded, i), fmt.Sprintf("referrer %d", i))
+		if sigs[i].Err != nil {
+			t.Fatal(sigs[i].Err)
+		}
+	}
+	v, err := verifier.New(verifier.Config{Policies: []*verifier.Policy{l.policy()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start, wall := cpuTime(t), time.Now()
+	dec, err := v.Decide(context.Background(), batchSource{sigs}, verifier.Image{Registry: rt4Reg, Repository: "app", Digest: d}, nil)
+	cpu := cpuTime(t) - start
+	t.Logf("%d junk bundles of %d bytes: %v CPU, %v wall", n, len(padded), cpu, time.Since(wall))
+	if err != nil || dec.Admit {
+		t.Fatalf("want a refusal: %v %s", err, dec.Message)
+	}
+	if cpu > 3*time.Second {
+		t.Errorf("one cold decision on %d junk keyless referrers (%d bytes in all, one genuine signature of an untrusted "+
+			"identity, its timestamp copied 32 times, respaced) took %v of CPU; want at most 3s", n, n*len(padded), cpu)
+	}
+}
+
+// TestRedTeam4KeylessConfusions: what an attacker can make of genuine
+// artifacts of the trusted identity (made for something else) and of the
+// two JSON readers of a bundle (the project's strict one and sigstore-go's
+// protojson). None may admit. Each case is checked against a control that
+// the genuine artifact, used as made, does admit.
+func TestRedTeam4KeylessConfusions(t *testing.T) {
+	l := newRT4Lab(t)
+	d := rt4Digest("the image")
+	img := verifier.Image{Registry: rt4Reg, Repository: "prod/app", Digest: d}
+	trusted := sigstoretest.Options{Identity: rt4Trusted, Issuer: rt4Issuer}
+	genuine := l.bundle(t, d, rt4Trusted)
+	pred := map[string]any{"runDetails": map[string]any{"builder": map[string]any{"id": "https://ci.acme.example"}}}
+	att, err := l.ss.AttestationBundle(d, rt4SLSA, pred, trusted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	attRule := []verifier.AttestationRule{{PredicateType: rt4SLSA, Predicate: map[string]any{"runDetails.builder.id": "https://ci.acme.example"}}}
+
+	sigOnly := l.policy()
+	attOnly := l.policy()
+	attOnly.Attestations, attOnly.SignatureOptional = attRule, true
+	repoPolicy := l.policy()
+	repoPolicy.Identity = verifier.IdentityRepository
+
+	// Controls: each artifact admits where it should.
+	for _, c := range []struct {
+		name string
+		p    *verifier.Policy
+		raw  []byte
+	}{{"signature bundle, signature policy", sigOnly, genuine}, {"attestation bundle, attestation-only policy", attOnly, att}} {
+		if dec := verifier.Evaluate(c.p, img, []sigstore.Signature{sigstore.SignatureFromBundle(c.raw, "referrer")}); !dec.Admit {
+			t.Fatalf("control %s: refused: %s", c.name, dec.Message)
+		}
+	}
+	legacy := func(repo string) sigstore.Signature {
+		payload, ann, err := l.ss.SimpleSigningLayer(rt4Reg+"/"+repo, d, trusted)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sigstore.Signature{Format: sigstore.FormatSimpleSigning, Signed: payload, Payload: payload, Where: repo + " .sig layer 0"}
+		if s.Sig, err = base64Std(ann[sigstore.SignatureAnnotation]); err != nil {
+			t.Fatal(err)
+		}
+		s.Certificate = pemDER(t, ann[sigstore.CertificateAnnotation])
+		s.RekorBundle = []byte(ann[sigstore.RekorBundleAnnotation])
+		return s
+	}
+	if dec := verifier.Evaluate(repoPolicy, img, []sigstore.Signature{legacy("prod/app")}); !dec.Admit {
+		t.Fatalf("control legacy .sig for prod/app: refused: %s", dec.Message)
+	}
+
+	// JSON-level edits of the genuine signature bundle.
+	edit := func(from, to string) []byte {
+		if !bytes.Contains(genuine, []byte(from)) {
+			t.Fatalf("bundle has no %q", from)
+		}
+		return bytes.Replace(genuine, []byte(from), []byte(to), 1)
+	}
+	var envelope json.RawMessage
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(genuine, &top); err != nil {
+		t.Fatal(err)
+	}
+	envelope = top["dsseEnvelope"]
+	otherBundle := l.bundle(t, rt4Digest("another image"), rt4Trusted)
+	var other map[string]json.RawMessage
+	if err := json.Unmarshal(otherBundle, &other); err != nil {
+		t.Fatal(err)
+	}
+	otherEnvelope := other["dsseEnvelope"]
+
+	for _, tc := range []struct {
+		name string
+		p    *verifier.Policy
+		sigs []sigstore.Signature
+	}{
+		{"the trusted identity's attestation passed off as a signature", sigOnly,
+			[]sigstore.Signature{sigstore.SignatureFromBundle(att, "referrer")}},
+		{"the trusted identity's signature passed off as an attestation", attOnly,
+			[]sigstore.Signature{sigstore.SignatureFromBundle(genuine, "referrer")}},
+		{"protojson's proto name dsse_envelope", sigOnly,
+			[]sigstore.Signature{sigstore.SignatureFromBundle(edit(`"dsseEnvelope"`, `"dsse_envelope"`), "referrer")}},
+		{"protojson's proto name verification_material", sigOnly,
+			[]sigstore.Signature{sigstore.SignatureFromBundle(edit(`"verificationMaterial"`, `"verification_material"`), "referrer")}},
+		{"a second envelope under an escaped key (another image's, first)", sigOnly,
+			[]sigstore.Signature{sigstore.SignatureFromBundle(
+				[]byte(`{"dsse\u0045nvelope":`+string(otherEnvelope)+`,`+string(genuine[1:])), "referrer")}},
+		{"a second envelope under an escaped key (another image's, last)", sigOnly,
+			[]sigstore.Signature{sigstore.SignatureFromBundle(
+				[]byte(string(genuine[:len(genuine)-1])+`,"dsse\u0045nvelope":`+string(otherEnvelope)+`}`), "referrer")}},
+		{"the envelope of another image's genuine bundle with this image's log entry", sigOnly,
+			[]sigstore.Signature{sigstore.SignatureFromBundle(bytes.Replace(genuine, envelope, otherEnvelope, 1), "referrer")}},
+		{"a genuine keyless .sig layer of another repository (identity: repository)", repoPolicy,
+			[]sigstore.Signature{legacy("prod/other")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dec := verifier.Evaluate(tc.p, img, tc.sigs)
+			if dec.Admit {
+				t.Errorf("admitted: %s", dec.Message)
+			} else {
+				t.Logf("refused: %s", dec.Message)
+			}
+		})
+	}
+}
+
+func base64Std(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
+
+// pemDER is the DER of the one certificate in PEM text.
+func pemDER(t testing.TB, text string) []byte {
+	t.Helper()
+	block, _ := pem.Decode([]byte(text))
+	if block == nil {
+		t.Fatal("no PEM block")
+	}
+	return block.Bytes
+}
