@@ -190,7 +190,10 @@ func heapInUse() int64 {
 
 // keylessBenchCase is one kind of signature a cold decision is measured on.
 type keylessBenchCase struct {
-	name   string
+	name string
+	// base names the key case of the same format this one is compared
+	// with; "" for a key case.
+	base   string
 	policy *Policy // the Verifier's compiled copy, as the proxy uses it
 	img    Image
 	sigs   []sigstore.Signature
@@ -239,10 +242,17 @@ func compiledPolicyFor(b *testing.B, p *Policy, img Image) *Policy {
 	return cp
 }
 
-// keylessBenchCases makes the signatures: the key baseline first (an
-// ECDSA P-256 bundle, cosign v3's default format), then keyless ones of a
-// private Sigstore (sigstoretest) in both formats cosign writes, then the
-// real public-good vector.
+// Names of the key baselines: an ECDSA P-256 signature in each format
+// cosign writes, a bundle (cosign v3's default) and a legacy .sig layer.
+const (
+	keyBundle = "key-ecdsa-p256-bundle"
+	keySig    = "key-ecdsa-p256-sig"
+)
+
+// keylessBenchCases makes the signatures: the key baselines first, then
+// keyless ones of a private Sigstore (sigstoretest) in both formats, each
+// compared with the key signature of its format, then the real
+// public-good vector, a bundle.
 func keylessBenchCases(b *testing.B) []keylessBenchCase {
 	b.Helper()
 	img := testImage("app")
@@ -274,16 +284,18 @@ func keylessBenchCases(b *testing.B) []keylessBenchCase {
 	}, img)
 
 	return []keylessBenchCase{
-		{"key-ecdsa-p256-bundle", keyPolicy, img, []sigstore.Signature{bundleSig(b, ec, img.Digest, nil)},
+		{keyBundle, "", keyPolicy, img, []sigstore.Signature{bundleSig(b, ec, img.Digest, nil)},
 			admitted(ec.Public().ID(), "")},
-		{"keyless-bundle", keylessP, img, []sigstore.Signature{bundle}, admitted("", id.String())},
-		{"keyless-legacy-sig", keylessP, img, []sigstore.Signature{legacyKeylessSig(b, ss, img.Digest, o)},
+		{keySig, "", keyPolicy, img, []sigstore.Signature{simpleSig(b, ec, testRef, img.Digest, nil)},
+			admitted(ec.Public().ID(), "")},
+		{"keyless-bundle", keyBundle, keylessP, img, []sigstore.Signature{bundle}, admitted("", id.String())},
+		{"keyless-legacy-sig", keySig, keylessP, img, []sigstore.Signature{legacyKeylessSig(b, ss, img.Digest, o)},
 			admitted("", id.String())},
 		// The public-good bundle is an npm provenance: its certificate,
 		// SCT and Rekor entry verify, and its identity matches, but it
 		// binds no image digest, so the decision is a refusal made after
 		// the whole keyless verification.
-		{"keyless-public-good", pgPolicy, img, []sigstore.Signature{pgSig}, func(d Decision) error {
+		{"keyless-public-good", keyBundle, pgPolicy, img, []sigstore.Signature{pgSig}, func(d Decision) error {
 			if d.Admit || d.Reason != ReasonInvalid ||
 				!strings.Contains(d.Detail, "by identity "+pgID.String()+" verified, but") {
 				return fmt.Errorf("want a refusal after the certificate verified, got admit %v, %s: %s", d.Admit, d.Reason, d.Message)
@@ -323,33 +335,31 @@ func legacyKeylessSig(b *testing.B, ss *sigstoretest.Sigstore, d v1.Hash, o sigs
 	return sigs[0]
 }
 
-// baseline holds the ns/op of the key sub-benchmark's last run, for the
+// baselines holds the ns/op of each key sub-benchmark's last run, for the
 // keyless ones run after it in the same process to report keyless/key.
-type baseline struct {
-	name string
-	ns   float64
-}
+type baselines map[string]float64
 
-// record notes the ns/op of the run that just ended: the baseline's, or a
-// keyless one's as keyless/key.
-func (r *baseline) record(b *testing.B, name string) {
+// record notes the ns/op of the run that just ended: a key baseline's
+// (base == ""), or a keyless one's as keyless/key against base.
+func (r baselines) record(b *testing.B, name, base string) {
 	ns := float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 	switch {
-	case name == r.name:
-		r.ns = ns
-	case r.ns == 0:
+	case base == "":
+		r[name] = ns
+	case r[base] == 0:
 		// testing.Benchmark cannot measure it here: it would wait on
 		// the lock the running benchmark holds.
-		b.Logf("no keyless/key ratio: the baseline %s was filtered out by -bench", r.name)
+		b.Logf("no keyless/key ratio: the baseline %s was filtered out by -bench", base)
 	default:
-		b.ReportMetric(ns/r.ns, "keyless/key")
+		b.ReportMetric(ns/r[base], "keyless/key")
 	}
 }
 
 // BenchmarkKeylessEvaluate is a cold decision (Evaluate: no cache, no memo
-// across calls, no I/O) on one signature of each kind: an ECDSA P-256 key
-// bundle, the baseline, then keyless ones. Each keyless sub-benchmark
-// reports keyless/key, its ns/op over the baseline's in the same process.
+// across calls, no I/O) on one signature of each kind: ECDSA P-256 key
+// signatures, the baselines, then keyless ones. Each keyless sub-benchmark
+// reports keyless/key, its ns/op over that of the key signature of its
+// format (bundle or .sig layer) in the same process.
 // The name keeps it out of "^BenchmarkEvaluate", which e2e/bench's case 6
 // pairs with BenchmarkBareVerify.
 //
@@ -362,7 +372,7 @@ func (r *baseline) record(b *testing.B, name string) {
 // private one does not), and the identity.
 func BenchmarkKeylessEvaluate(b *testing.B) {
 	cases := keylessBenchCases(b)
-	base := &baseline{name: cases[0].name}
+	base := baselines{}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -371,7 +381,7 @@ func BenchmarkKeylessEvaluate(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			base.record(b, c.name)
+			base.record(b, c.name, c.base)
 		})
 	}
 }
@@ -384,6 +394,7 @@ var benchRegistry = flag.String("bench.registry", "",
 // decideBenchImage is a signed image in the benchmark's registry.
 type decideBenchImage struct {
 	kind  string
+	base  string // as keylessBenchCase.base
 	img   Image
 	check func(Decision) error
 }
@@ -391,9 +402,11 @@ type decideBenchImage struct {
 // BenchmarkKeylessDecide is Decide as the proxy runs it on a manifest pull:
 // cold, the signature lookup through the Fetcher (the .sig tag and the
 // referrers, then the artifacts) and the decision, every call (caching
-// off); warm, a cache hit. Images are signed with an ECDSA P-256 key
-// bundle (the baseline) or keylessly, as a bundle or a legacy .sig layer,
-// and stored in an in-memory registry or, with -bench.registry, a real one.
+// off); warm, a cache hit. Images are signed with an ECDSA P-256 key or
+// keylessly, each as a bundle and as a legacy .sig layer (the lookups of
+// the two formats differ: a keyless signature is compared with the key
+// one of its format), and stored in an in-memory registry or, with
+// -bench.registry, a real one.
 // Cold, keyless/key says how much of a first pull's decision the keyless
 // checks add once the registry round trips are counted; warm it should be
 // about 1, the cache hiding them.
@@ -433,7 +446,7 @@ func BenchmarkKeylessDecide(b *testing.B) {
 	}
 	var images []decideBenchImage
 
-	repo, img := push("key-ecdsa-p256-bundle")
+	repo, img := push(keyBundle)
 	kb, err := sigstore.NewBundle(ec, img.Digest, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -441,7 +454,21 @@ func BenchmarkKeylessDecide(b *testing.B) {
 	if err := sigstoretest.WriteSignatureBundle(ctx, repo, img.Digest, kb); err != nil {
 		b.Fatal(err)
 	}
-	images = append(images, decideBenchImage{"key-ecdsa-p256-bundle", img, admitted(ec.Public().ID(), "")})
+	images = append(images, decideBenchImage{keyBundle, "", img, admitted(ec.Public().ID(), "")})
+
+	repo, img = push(keySig)
+	payload, err := sigstore.NewPayload(repo.Name(), img.Digest, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sig, err := ec.Sign(payload)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := sigstore.AppendSignature(ctx, repo.Digest(img.Digest.String()), payload, sig); err != nil {
+		b.Fatal(err)
+	}
+	images = append(images, decideBenchImage{keySig, "", img, admitted(ec.Public().ID(), "")})
 
 	repo, img = push("keyless-bundle")
 	lb, err := ss.SignatureBundle(img.Digest, o)
@@ -451,7 +478,7 @@ func BenchmarkKeylessDecide(b *testing.B) {
 	if err := sigstoretest.WriteSignatureBundle(ctx, repo, img.Digest, lb); err != nil {
 		b.Fatal(err)
 	}
-	images = append(images, decideBenchImage{"keyless-bundle", img, admitted("", id.String())})
+	images = append(images, decideBenchImage{"keyless-bundle", keyBundle, img, admitted("", id.String())})
 
 	repo, img = push("keyless-legacy-sig")
 	payload, ann, err := ss.SimpleSigningLayer(repo.Name(), img.Digest, o)
@@ -461,7 +488,7 @@ func BenchmarkKeylessDecide(b *testing.B) {
 	if err := sigstoretest.WriteSimpleSigning(ctx, repo, img.Digest, payload, ann); err != nil {
 		b.Fatal(err)
 	}
-	images = append(images, decideBenchImage{"keyless-legacy-sig", img, admitted("", id.String())})
+	images = append(images, decideBenchImage{"keyless-legacy-sig", keySig, img, admitted("", id.String())})
 
 	policies := []*Policy{
 		{Name: "key", Match: []string{host + "/" + ns + "/key-*"}, Keys: []sigstore.PublicKey{ec.Public()}},
@@ -481,7 +508,7 @@ func BenchmarkKeylessDecide(b *testing.B) {
 		{"warm", Config{Policies: policies}},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
-			base := &baseline{name: images[0].kind}
+			base := baselines{}
 			for _, im := range images {
 				b.Run(im.kind, func(b *testing.B) {
 					v, err := New(mode.cfg)
@@ -520,7 +547,7 @@ func BenchmarkKeylessDecide(b *testing.B) {
 					if got := v.Stats().Lookups; got != want {
 						b.Fatalf("%d signature lookups for %d calls, want %d", got, calls, want)
 					}
-					base.record(b, im.kind)
+					base.record(b, im.kind, im.base)
 				})
 			}
 		})
