@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -284,5 +285,146 @@ func TestRedTeam4JunkKeylessReferrersStallASignedImage(t *testing.T) {
 	t.Logf("ctr pull %s:v1: %v after %v, proxy CPU %v", repo, err, time.Since(start).Round(time.Millisecond), procCPU(t, pid)-cpu0)
 	if err != nil {
 		t.Errorf("ctr pull %s:v1 (correctly signed) failed through the proxy: %v\n%s", repo, err, lastLines(res.Output, 3))
+	}
+}
+
+// procStatusKB is a "kB" line of /proc/<pid>/status (VmRSS, VmHWM), in
+// bytes.
+func procStatusKB(t testing.TB, pid int, key string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("/proc/%d/status %s: %q", pid, key, line)
+			}
+			return n << 10
+		}
+	}
+	t.Fatalf("/proc/%d/status has no %s", pid, key)
+	return 0
+}
+
+// TestRedTeam4ConcurrentLookupsHoldUnboundedMemory: each signature lookup
+// may read 32 MiB of bundle referrers, and, when the policy requires
+// attestations, another 32 MiB of .att envelopes (a budget of its own),
+// and holds all of it, decoded once more (payload, and the PAE bytes a
+// signature covers), until its decision: about 225 MB of the proxy's
+// memory per lookup here. Nothing bounds how many lookups run at once:
+// one client asking for 12 digests of its own at once (each with the same
+// 33 one-MiB junk bundles as referrers and .att layers: 35 MB pushed once,
+// then a few small manifests per digest) takes the proxy's resident
+// memory to about 2.7 GB; a hundred such requests take more than this
+// machine's 24 GiB.
+//
+// Safe: the memory held by concurrent lookups is bounded (requests past
+// the bound wait, or get 503): here, 12 concurrent cold lookups raise the
+// proxy's peak resident memory by at most 1 GiB.
+func TestRedTeam4ConcurrentLookupsHoldUnboundedMemory(t *testing.T) {
+	t.Parallel()
+	l := newGateLab(t)
+	ss, err := sigstoretest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const repo = "prod/app"
+	// One genuine attestation of mallory's, 0.9 MiB: it parses, its log
+	// entry and timestamp verify, its identity is refused.
+	sum := sha256.Sum256([]byte("mallory's own image"))
+	big, err := ss.AttestationBundle(v1.Hash{Algorithm: "sha256", Hex: fmt.Sprintf("%x", sum)}, "https://example.com/junk",
+		map[string]any{"junk": strings.Repeat("A", 700<<10)}, sigstoretest.Options{Identity: rt4Mallory, Issuer: rt4Issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const perDigest = 33 // 33 x 0.96 MB passes 32 MiB: each budget is used up
+	empty := l.raw.emptyConfig(repo)
+	layers := make([]craftedDescriptor, perDigest)
+	for i := range layers {
+		layers[i] = l.raw.blob(repo, bundleType, append([]byte("{"+strings.Repeat(" ", i)), big[1:]...))
+	}
+	var wg sync.WaitGroup
+	const digests = 12
+	for k := range digests {
+		tag := "v" + strconv.Itoa(k)
+		d := PushRandomImage(t, l.registry+"/"+repo+":"+tag)
+		self := craftedDescriptor{MediaType: string(types.DockerManifestSchema2), Digest: d.String(),
+			Size: int64(len(manifestBytes(t, l.registry+"/"+repo+"@"+d.String())))}
+		entries := make([]craftedDescriptor, perDigest)
+		for i := range entries {
+			wg.Go(func() {
+				body, err := json.Marshal(craftedManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1),
+					ArtifactType: bundleType, Config: &empty, Layers: &[]craftedDescriptor{layers[i]}, Subject: &self})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				e, err := l.raw.putManifest(repo, "", string(types.OCIManifestSchema1), body)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				e.ArtifactType = bundleType
+				entries[i] = e
+			})
+		}
+		wg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		ib, err := json.Marshal(referrersIndex(entries))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.raw.manifest(repo, "sha256-"+d.Hex, string(types.OCIImageIndex), ib)
+		atts := make([]craftedDescriptor, perDigest)
+		for i, b := range layers {
+			atts[i] = craftedDescriptor{MediaType: "application/vnd.dsse.envelope.v1+json", Digest: b.Digest, Size: b.Size}
+		}
+		l.raw.manifestJSON(repo, "sha256-"+d.Hex+".att", craftedManifest{SchemaVersion: 2,
+			MediaType: string(types.OCIManifestSchema1), Config: &empty, Layers: &atts})
+	}
+
+	dir := t.TempDir()
+	rootJSON, err := ss.TrustedRootJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "root.json"), rootJSON, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(fmt.Sprintf(rt4Config, l.registry, l.registry, rt4Issuer, rt4Subject),
+		"          subject: "+rt4Subject+"\n",
+		"          subject: "+rt4Subject+"\n    attestations:\n      - predicateType: https://slsa.dev/provenance/v1\n", 1)
+	cfg = strings.Replace(cfg, "upstreamTimeout: 5s", "upstreamTimeout: 60s", 1)
+	p := startProxy(t, l.bin, dir, cfg)
+	pid := p.proc.cmd.Process.Pid
+	idle := procStatusKB(t, pid, "VmRSS")
+
+	start := time.Now()
+	answers := make([]httpAnswer, digests)
+	for k := range digests {
+		wg.Go(func() {
+			answers[k] = send(t, http.MethodGet, manifestURL(p.addr, repo, "v"+strconv.Itoa(k)), "Accept", manifestAccept)
+		})
+	}
+	wg.Wait()
+	peak := procStatusKB(t, pid, "VmHWM")
+	statuses := map[int]int{}
+	for k, a := range answers {
+		statuses[a.status]++
+		if a.status == http.StatusOK {
+			t.Errorf("%s:v%d (junk only) was admitted: %s", repo, k, a)
+		}
+	}
+	t.Logf("%d concurrent cold GETs: answers %v in %v; proxy resident memory %d MiB idle, peak %d MiB",
+		digests, statuses, time.Since(start).Round(time.Millisecond), idle>>20, peak>>20)
+	if grew := peak - idle; grew > 1<<30 {
+		t.Errorf("%d concurrent cold lookups (each digest with %d one-MiB junk referrers and .att layers) raised the proxy's "+
+			"resident memory by %d MiB, to %d MiB; want at most 1024 MiB: nothing bounds the memory that concurrent lookups hold",
+			digests, perDigest, grew>>20, peak>>20)
 	}
 }
