@@ -1,7 +1,6 @@
 package sigstore
 
 import (
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -98,9 +97,10 @@ func PAE(payloadType string, payload []byte) []byte {
 // refused) holding exactly one signature, as the Sigstore bundle format
 // requires. The verificationMaterial holds exactly one of publicKey
 // {hint}, certificate {rawBytes} and x509CertificateChain {certificates},
-// each certificate DER that parses, plus optionally tlogEntries (an array)
-// and timestampVerificationData (an object), whose contents are left to
-// sigstore-go. Base64 fields accept the standard and URL-safe alphabets,
+// each certificate DER that parses with a key of a kind and size Fulcio
+// issues, plus optionally tlogEntries (an array, left to sigstore-go) and
+// timestampVerificationData (at most 4 RFC 3161 timestamps, their
+// certificates bounded likewise; see keyless_limits.go). Base64 fields accept the standard and URL-safe alphabets,
 // padded or not, as protobuf JSON does.
 func SignatureFromBundle(raw []byte, where string) Signature {
 	s := Signature{Format: FormatBundle, Bundle: raw, Where: where}
@@ -190,8 +190,10 @@ func parseVerificationMaterial(raw json.RawMessage) ([]byte, [][]byte, error) {
 	if tl, ok := obj["tlogEntries"]; ok && !isKind(tl, '[') {
 		return nil, nil, fmt.Errorf("%s.tlogEntries: not a JSON array", what)
 	}
-	if ts, ok := obj["timestampVerificationData"]; ok && !isKind(ts, '{') {
-		return nil, nil, fmt.Errorf("%s.timestampVerificationData: not a JSON object", what)
+	if ts, ok := obj["timestampVerificationData"]; ok {
+		if err := checkTimestampData(ts, what+".timestampVerificationData"); err != nil {
+			return nil, nil, err
+		}
 	}
 	switch content[0] {
 	case "publicKey":
@@ -266,18 +268,6 @@ func parseRawCertificate(raw json.RawMessage, what string) ([]byte, error) {
 		return nil, fmt.Errorf("%s.rawBytes: %w", what, err)
 	}
 	return der, nil
-}
-
-// checkCertificateDER checks that der is one X.509 certificate, the way
-// sigstore-go will parse it.
-func checkCertificateDER(der []byte) error {
-	if len(der) == 0 {
-		return errors.New("empty certificate")
-	}
-	if _, err := x509.ParseCertificate(der); err != nil {
-		return fmt.Errorf("not an X.509 certificate: %w", err)
-	}
-	return nil
 }
 
 func parseEnvelope(raw json.RawMessage) (*dsseEnvelope, error) {

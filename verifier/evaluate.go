@@ -114,9 +114,12 @@ func seenKey(keys []sigstore.PublicKey, id string) bool {
 	return false
 }
 
-// keylessMemo remembers keyless verifications within one lookup: the
+// keylessMemo remembers keyless verifications within one lookup, by the
+// canonical form of what is verified (see keylessCheck.verifyKeyless): the
 // signatures of a batch are tallied once to decide whether to read on, and
-// again for the decision, and certificate verification is the costly part.
+// again for the decision; copies of one artifact that differ only in their
+// JSON spelling are verified once; and certificate verification is the
+// costly part.
 type keylessMemo map[[sha256.Size]byte]keylessResult
 
 // tally accumulates what the signatures of one digest proved.
@@ -396,27 +399,7 @@ func (t *tally) keyFor(sig *sigstore.Signature) sigstore.PublicKey {
 
 // verifyKeyless verifies a keyless signature once per lookup.
 func (t *tally) verifyKeyless(sig *sigstore.Signature) keylessResult {
-	k := memoKey(sig)
-	if r, ok := t.memo[k]; ok {
-		return r
-	}
-	r := t.keyless.verifyKeyless(sig)
-	t.memo[k] = r
-	return r
-}
-
-// memoKey hashes everything a keyless verification reads.
-func memoKey(sig *sigstore.Signature) [sha256.Size]byte {
-	h := sha256.New()
-	for _, b := range [][]byte{[]byte(sig.Format), sig.Bundle, sig.Payload, []byte(sig.PayloadType), sig.Sig, sig.Certificate, sig.RekorBundle} {
-		writeField(h, string(b))
-	}
-	for _, c := range sig.Chain {
-		writeField(h, string(c))
-	}
-	var k [sha256.Size]byte
-	h.Sum(k[:0])
-	return k
+	return t.keyless.verifyKeyless(sig, t.memo)
 }
 
 // refusal picks the most specific reason for a refusal of the signatures

@@ -2,11 +2,14 @@ package verifier
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/verify"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/cosign-dev/cosign/sigstore"
 )
@@ -104,8 +107,9 @@ type keylessResult struct {
 }
 
 // verifyKeyless verifies sig against the keyless block and matches its
-// identity. A panic in the libraries is a failure, never a crash.
-func (c *keylessCheck) verifyKeyless(sig *sigstore.Signature) (r keylessResult) {
+// identity, once per canonical form in memo (nil: no memo). A panic in the
+// libraries is a failure, never a crash.
+func (c *keylessCheck) verifyKeyless(sig *sigstore.Signature, memo keylessMemo) (r keylessResult) {
 	defer func() {
 		if p := recover(); p != nil {
 			r = keylessResult{identity: -1, reason: ReasonKeyless, detail: fmt.Sprintf("verification panicked: %v", p)}
@@ -118,6 +122,18 @@ func (c *keylessCheck) verifyKeyless(sig *sigstore.Signature) (r keylessResult) 
 	if err != nil {
 		return fail(ReasonInvalid, "its keyless material is invalid: %v", err)
 	}
+	key, err := canonicalKey(sig, entity)
+	if err != nil {
+		return fail(ReasonInvalid, "its keyless material is invalid: %v", err)
+	}
+	if r, ok := memo[key]; ok {
+		return r
+	}
+	defer func() {
+		if memo != nil {
+			memo[key] = r
+		}
+	}()
 	entries, err := entity.TlogEntries()
 	if err != nil {
 		return fail(ReasonInvalid, "its transparency log entries are invalid: %v", err)
@@ -153,6 +169,27 @@ func (c *keylessCheck) verifyKeyless(sig *sigstore.Signature) (r keylessResult) 
 	}
 	return fail(ReasonCertificateIdentity, "certificate identity mismatch (issuer %s, subject %s)",
 		summary.Extensions.Issuer, summary.SubjectAlternativeName)
+}
+
+// canonicalKey is a hash of what verification reads: the entity as
+// deterministic protobuf (two bundles that differ only in JSON spelling
+// are one), and for simple signing the payload given as the artifact.
+func canonicalKey(sig *sigstore.Signature, entity verify.SignedEntity) ([sha256.Size]byte, error) {
+	b, ok := entity.(*bundle.Bundle)
+	if !ok || b.Bundle == nil {
+		return [sha256.Size]byte{}, fmt.Errorf("keyless: entity is a %T, want a Sigstore bundle", entity)
+	}
+	pb, err := proto.MarshalOptions{Deterministic: true}.Marshal(b.Bundle)
+	if err != nil {
+		return [sha256.Size]byte{}, fmt.Errorf("keyless: %w", err)
+	}
+	h := sha256.New()
+	for _, f := range [][]byte{[]byte(sig.Format), pb, sig.Payload} {
+		writeField(h, string(f))
+	}
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k, nil
 }
 
 // sameEnvelope checks that the DSSE envelope sigstore-go verified is the

@@ -76,7 +76,7 @@ func TestPublicGoodKeyless(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := kc.verifyKeyless(&sig)
+			r := kc.verifyKeyless(&sig, nil)
 			if r.identity != tc.identity || r.reason != tc.reason {
 				t.Fatalf("got identity %d, reason %q (%s); want %d, %q", r.identity, r.reason, r.detail, tc.identity, tc.reason)
 			}
@@ -163,7 +163,7 @@ func verifyWithRoot(t *testing.T, doc map[string]any, ids []Identity, sig sigsto
 	if err != nil {
 		t.Fatal(err)
 	}
-	return kc.verifyKeyless(&sig)
+	return kc.verifyKeyless(&sig, nil)
 }
 
 // freshKeyDER is the base64 PKIX DER of a new P-256 key.
