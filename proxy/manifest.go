@@ -232,6 +232,10 @@ func (s *Server) lookupError(ctx context.Context, img verifier.Image, err error)
 	case errors.Is(err, context.DeadlineExceeded) || (isRE && re.Timeout()):
 		s.metrics.upstreamError(img.Registry, "timeout")
 		return &Error{Status: http.StatusGatewayTimeout, Code: CodeUnavailable, Message: msg, Err: err}
+	case errors.Is(err, sigstore.ErrLookupsBusy):
+		s.metrics.upstreamError(img.Registry, "busy")
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeTooManyRequests, Message: msg, Err: err,
+			Header: http.Header{"Retry-After": {"1"}}}
 	case isRE && re.StatusCode == http.StatusTooManyRequests:
 		s.metrics.upstreamError(img.Registry, "ratelimited")
 		e := &Error{Status: http.StatusServiceUnavailable, Code: CodeTooManyRequests, Message: msg, Err: err}

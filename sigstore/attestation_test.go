@@ -429,3 +429,44 @@ func FuzzSignatureFromEnvelope(f *testing.F) {
 		}
 	})
 }
+
+// The lookups in flight share one pool of bytes: past it a lookup's reads
+// fail as a registry overload (never a refusal, never cached), except for
+// the first lookupFloorBytes of each lookup, so that small signature sets
+// are read whatever other lookups hold; and a lookup gives its bytes back
+// when it ends.
+func TestLookupPoolBoundsConcurrentLookups(t *testing.T) {
+	saved := lookupPool
+	t.Cleanup(func() { lookupPool = saved })
+	lookupPool = &bytePool{limit: 4 << 20}
+
+	farm := &blobFarm{blobs: map[string][]byte{}}
+	var layers []v1.Descriptor
+	for _, env := range paddedEnvelopes(t, 3, MaxAttestationSize) {
+		farm.blobs[sha256Digest(env)] = env
+		layers = append(layers, envelopeLayer(env))
+	}
+	r := newTestRegistry(t, false, farm.middleware)
+	putManifest(t, r, attackRepo, AttestationTag(appV1), layerManifest(t, r, attackRepo, layers), string(types.OCIManifestSchema1))
+	small := paddedEnvelopes(t, 1, 2048)[0]
+	farm.blobs[sha256Digest(small)] = small
+	putManifest(t, r, attackRepo, AttestationTag(appV2), layerManifest(t, r, attackRepo, []v1.Descriptor{envelopeLayer(small)}), string(types.OCIManifestSchema1))
+
+	// Other lookups hold all but 1 MiB of the pool.
+	lookupPool.take(3<<20, true)
+	_, err := r.attestations(t, attackRepo, appV1)
+	var re *RegistryError
+	if !errors.As(err, &re) || re.StatusCode != 503 || re.RetryAfter == "" || !errors.Is(err, ErrLookupsBusy) || errors.Is(err, ErrInvalidArtifact) {
+		t.Fatalf("3 MiB with 1 MiB left in the pool: %v; want a 503 RegistryError with Retry-After", err)
+	}
+	if sigs, err := r.attestations(t, attackRepo, appV2); err != nil || len(sigs) != 1 || sigs[0].Err != nil {
+		t.Fatalf("a 2 KiB attestation with the pool full: %v, %v", sigs, err)
+	}
+	lookupPool.give(3 << 20)
+	if sigs, err := r.attestations(t, attackRepo, appV1); err != nil || len(sigs) != 3 {
+		t.Fatalf("3 MiB with the pool free: %d attestations, %v", len(sigs), err)
+	}
+	if lookupPool.used != 0 {
+		t.Errorf("%d bytes still held after the lookups ended", lookupPool.used)
+	}
+}

@@ -25,8 +25,9 @@ import (
 // make each bundle cost seconds of CPU. So every certificate a keyless
 // signature carries, its own and those inside its timestamps, must have a
 // key of a kind and size Fulcio and timestamp authorities issue (RSA of
-// minRSABits to maxRSABits, as for keys a policy names; ECDSA on P-256,
-// P-384 or P-521; Ed25519), and a bundle holds
+// minRSABits to maxRSABits, as for keys a policy names, with exponent
+// 65537; ECDSA on P-256, P-384 or P-521; Ed25519), a timestamp token has
+// one signer, and a bundle holds
 // at most maxTimestamps timestamps of at most maxTimestampSize bytes each.
 // This is a bound on the input, not a trust decision: a certificate that
 // passes it grants nothing.
@@ -54,6 +55,11 @@ func checkCertificateKey(cert *x509.Certificate) error {
 	case *rsa.PublicKey:
 		if n := k.N.BitLen(); n < minRSABits || n > maxRSABits {
 			return fmt.Errorf("certificate %q has a %d-bit RSA key, outside %d to %d bits", cert.Subject, n, minRSABits, maxRSABits)
+		}
+		// A large public exponent makes each verification cost as much
+		// as a larger key; CAs use 65537.
+		if k.E != 65537 {
+			return fmt.Errorf("certificate %q has an RSA key with exponent %d, want 65537", cert.Subject, k.E)
 		}
 	case *ecdsa.PublicKey:
 		switch k.Curve {
@@ -136,6 +142,9 @@ func checkTimestampResponse(der []byte) error {
 	p7, err := pkcs7.Parse(resp.TimeStampToken.FullBytes)
 	if err != nil {
 		return fmt.Errorf("RFC 3161 token: %w", err)
+	}
+	if len(p7.Signers) != 1 {
+		return fmt.Errorf("RFC 3161 token has %d signers, want 1", len(p7.Signers))
 	}
 	if len(p7.Certificates) > maxChainCertificates {
 		return fmt.Errorf("RFC 3161 token carries %d certificates, more than %d", len(p7.Certificates), maxChainCertificates)

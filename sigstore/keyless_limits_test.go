@@ -65,6 +65,7 @@ func TestKeylessCertificateKeyBounds(t *testing.T) {
 		{"RSA 8192", rsaKey(8192), ""},
 		{"RSA 1024", rsaKey(1024), "1024-bit RSA key"},
 		{"RSA 65536", rsaKey(65536), "65536-bit RSA key"},
+		{"RSA 8192, exponent 2^31-1", &rsa.PublicKey{N: rsaKey(8192).N, E: 1<<31 - 1}, "exponent 2147483647"},
 		{"P-224", &p224.PublicKey, "unsupported curve"},
 	} {
 		err := checkCertificateDER(certWithKey(t, tc.pub))

@@ -249,7 +249,8 @@ func (f *Fetcher) SignaturesUntil(ctx context.Context, repo string, digest v1.Ha
 		ctx, cancel = context.WithTimeout(ctx, defaultLookupTimeout)
 		defer cancel()
 	}
-	ctx = withByteBudget(ctx)
+	ctx, release := withByteBudget(ctx)
+	defer release()
 	var legacy, bad []Signature
 	var entries []Descriptor
 	var legacyErr, listErr error
@@ -274,21 +275,74 @@ func (f *Fetcher) SignaturesUntil(ctx context.Context, repo string, digest v1.Ha
 // lookupByteLimit is MaxLookupBytes; tests lower it.
 var lookupByteLimit int64 = MaxLookupBytes
 
-// readBytesKey holds, on a lookup's context, the bytes of the artifacts
-// it has read or reserved for reading (see verified); past
-// lookupByteLimit it reads no more.
+// readBytesKey holds, on a lookup's context, its *lookupBytes.
 type readBytesKey struct{}
 
-// withByteBudget gives a lookup's context its byte count.
-func withByteBudget(ctx context.Context) context.Context {
-	return context.WithValue(ctx, readBytesKey{}, new(atomic.Int64))
+// lookupBytes counts what one lookup read or reserved for reading (see
+// verified): past lookupByteLimit it reads no more. held is what it took
+// from the process-wide pool, given back when the lookup ends.
+type lookupBytes struct {
+	read atomic.Int64
+	held atomic.Int64
+}
+
+// MaxInFlightLookupBytes bounds the bytes of signature artifacts that all
+// lookups of the process hold at once. Each lookup may read up to
+// MaxLookupBytes, and nothing else bounds how many run at once: without
+// it, a dozen concurrent lookups of junk-laden digests hold gigabytes. A
+// lookup may always hold lookupFloorBytes, so that the small signature
+// sets of real images are read whatever junk other lookups read; past
+// the pool a read fails as a registry overload (503, Retry-After), which
+// is never cached.
+const (
+	MaxInFlightLookupBytes = 64 << 20
+	lookupFloorBytes       = 1 << 20
+)
+
+// ErrLookupsBusy is wrapped by the RegistryError of a read refused because
+// the lookups in flight hold MaxInFlightLookupBytes: the caller's own
+// overload, to be retried, not the registry's failure.
+var ErrLookupsBusy = errors.New("signature lookups busy")
+
+// lookupPool is the process-wide pool; tests replace it.
+var lookupPool = &bytePool{limit: MaxInFlightLookupBytes}
+
+// bytePool counts bytes taken against a limit.
+type bytePool struct {
+	mu          sync.Mutex
+	used, limit int64
+}
+
+// take takes n bytes if they fit, or unconditionally when force is set.
+func (p *bytePool) take(n int64, force bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !force && p.used+n > p.limit {
+		return false
+	}
+	p.used += n
+	return true
+}
+
+func (p *bytePool) give(n int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.used -= n
+}
+
+// withByteBudget gives a lookup's context its byte count; release gives
+// back what the lookup took from the pool.
+func withByteBudget(ctx context.Context) (context.Context, func()) {
+	lb := new(lookupBytes)
+	pool := lookupPool
+	return context.WithValue(ctx, readBytesKey{}, lb), func() { pool.give(lb.held.Swap(0)) }
 }
 
 // readBundles reads bundle referrers in batches until enough says so, the
 // entries run out, or MaxLookupBytes have been read.
 func (f *Fetcher) readBundles(ctx context.Context, repo string, digest v1.Hash, entries []Descriptor, enough Enough) ([]Signature, error) {
 	var out []Signature
-	read := ctx.Value(readBytesKey{}).(*atomic.Int64)
+	read := &ctx.Value(readBytesKey{}).(*lookupBytes).read
 	for start := 0; start < len(entries); start += referrerBatch {
 		if read.Load() >= lookupByteLimit {
 			out = append(out, broken(FormatBundle, "referrers of "+digest.String(),
@@ -361,7 +415,9 @@ func (f *Fetcher) Attestations(ctx context.Context, repo string, digest v1.Hash)
 		defer cancel()
 	}
 	defer recoverAs(&err)
-	return f.layerSignatures(withByteBudget(ctx), repo, AttestationTag(digest), FormatAttestation, f.attestation)
+	ctx, release := withByteBudget(ctx)
+	defer release()
+	return f.layerSignatures(ctx, repo, AttestationTag(digest), FormatAttestation, f.attestation)
 }
 
 // layerSignatures reads the manifest under tag (.sig or .att) and, with
@@ -819,10 +875,13 @@ func (f *Fetcher) verified(ctx context.Context, path, accept string, d Descripto
 	return resp.body, nil
 }
 
-// countBytes counts n bytes already read against the lookup's budget.
+// countBytes counts n bytes already read against the lookup's budget, and
+// the pool's.
 func countBytes(ctx context.Context, n int64) {
-	if read, ok := ctx.Value(readBytesKey{}).(*atomic.Int64); ok {
-		read.Add(n)
+	if lb, ok := ctx.Value(readBytesKey{}).(*lookupBytes); ok {
+		lb.read.Add(n)
+		lookupPool.take(n, true)
+		lb.held.Add(n)
 	}
 }
 
@@ -832,13 +891,24 @@ func countBytes(ctx context.Context, n int64) {
 // not count) and the count stays past it, so that the lookup stops. A
 // context without a budget reads within the per-artifact limits only.
 func reserveBytes(ctx context.Context, n int64) error {
-	read, ok := ctx.Value(readBytesKey{}).(*atomic.Int64)
+	lb, ok := ctx.Value(readBytesKey{}).(*lookupBytes)
 	if !ok {
 		return nil
 	}
-	if total := read.Add(n); total > lookupByteLimit {
+	if total := lb.read.Add(n); total > lookupByteLimit {
 		return invalidf("not read: %d more bytes would pass the lookup's limit of %d bytes", n, lookupByteLimit)
 	}
+	if !lookupPool.take(n, lb.held.Load()+n <= lookupFloorBytes) {
+		return &RegistryError{
+			Op:         "reading signature artifacts",
+			StatusCode: http.StatusServiceUnavailable,
+			Code:       "TOOMANYREQUESTS",
+			Message:    fmt.Sprintf("the lookups in flight hold their limit of %d bytes of signature artifacts", MaxInFlightLookupBytes),
+			Err:        ErrLookupsBusy,
+			RetryAfter: "1",
+		}
+	}
+	lb.held.Add(n)
 	return nil
 }
 

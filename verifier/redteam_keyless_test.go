@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -286,8 +287,9 @@ func (batchSource) Blob(context.Context, string, sigstore.Descriptor, int64) ([]
 // second, and a lookup (32 MiB of bundles) minutes. The refusal is right;
 // what it costs is not.
 //
-// Safe: verifying one bundle, whatever timestamps it carries, costs about
-// what a genuine one does (a few milliseconds), here at most 300 ms.
+// Safe: such a bundle is an invalid artifact when parsed, before anything
+// uses the keys it carries (the CPU it costs is logged, not asserted: a
+// timing bound would fail on a slow machine, not on a regression).
 func TestRedTeam4KeylessTimestampWithHugeRSAKeyBurnsCPU(t *testing.T) {
 	l := newRT4Lab(t)
 	d := rt4Digest("attacker image")
@@ -299,8 +301,8 @@ func TestRedTeam4KeylessTimestampWithHugeRSAKeyBurnsCPU(t *testing.T) {
 	}
 	evil := withTimestamps(t, raw, junk...)
 	sig := sigstore.SignatureFromBundle(evil, "referrer 1")
-	if sig.Err != nil {
-		t.Logf("refused as malformed (the safe outcome): %v", sig.Err)
+	if !errors.Is(sig.Err, sigstore.ErrInvalidArtifact) || !strings.Contains(sig.Err.Error(), "65536-bit RSA key") {
+		t.Errorf("a bundle whose timestamps embed a 65536-bit RSA certificate parsed: %v; want an invalid artifact naming the key", sig.Err)
 	}
 	p := l.policy()
 	img := verifier.Image{Registry: rt4Reg, Repository: "app", Digest: d}
@@ -311,11 +313,6 @@ func TestRedTeam4KeylessTimestampWithHugeRSAKeyBurnsCPU(t *testing.T) {
 	t.Logf("one %d-byte bundle with 8 junk timestamps: %v CPU, %v wall: %s", len(evil), cpu, time.Since(wall), dec.Message)
 	if dec.Admit {
 		t.Fatalf("admitted: %s", dec.Message)
-	}
-	if cpu > 300*time.Millisecond {
-		t.Errorf("verifying one keyless bundle from an untrusted identity took %v of CPU (8 RFC 3161 timestamps "+
-			"embedding a self-made 65536-bit RSA certificate, %d bytes); want at most 300ms: "+
-			"the embedded key is used before it is compared with the trusted root's timestamp authority", cpu, len(evil))
 	}
 }
 
@@ -744,15 +741,15 @@ func (c *chainLeaf) bundle(t testing.TB, fulcio *root.FulcioCertificateAuthority
 // 65536-bit keys (see chainLeaf), ~120 ms each: one 110 KiB bundle costs a
 // second of CPU; with 131072-bit keys, 4 s.
 //
-// Safe: verifying one bundle costs at most 300 ms whatever certificates it
-// carries.
+// Safe: such a bundle is an invalid artifact when parsed, before Go's
+// path validation tries its intermediates (CPU logged, not asserted).
 func TestRedTeam4KeylessChainWithHugeRSAIntermediatesBurnsCPU(t *testing.T) {
 	vs, fulcio, trusted := rt4VirtualRoot(t)
 	d := rt4Digest("attacker image")
 	raw := newChainLeaf(t, vs, fulcio, 65536, d).bundle(t, fulcio, 65536)
 	s := sigstore.SignatureFromBundle(raw, "referrer 1")
-	if s.Err != nil {
-		t.Logf("refused as malformed (the safe outcome): %v", s.Err)
+	if !errors.Is(s.Err, sigstore.ErrInvalidArtifact) || !strings.Contains(s.Err.Error(), "65536-bit RSA key") {
+		t.Errorf("a bundle whose chain holds 65536-bit RSA intermediates parsed: %v; want an invalid artifact naming the key", s.Err)
 	}
 	p := &verifier.Policy{Name: "keyless", Match: []string{rt4Reg + "/**"}, Identity: verifier.IdentityAny,
 		Keyless: &verifier.Keyless{TrustedRoot: trusted, Identities: []verifier.Identity{{Issuer: rt4Issuer, Subject: rt4Trusted}}}}
@@ -762,11 +759,6 @@ func TestRedTeam4KeylessChainWithHugeRSAIntermediatesBurnsCPU(t *testing.T) {
 	t.Logf("one %d-byte bundle, 9 junk intermediates: %v CPU: %s", len(raw), cpu, dec.Message)
 	if dec.Admit {
 		t.Fatalf("admitted: %s", dec.Message)
-	}
-	if cpu > 300*time.Millisecond {
-		t.Errorf("verifying one keyless bundle whose chain holds 9 self-made 65536-bit RSA intermediates (%d bytes) took %v "+
-			"of CPU; want at most 300ms: the bundle's intermediates are tried as parents before anything bounds their keys",
-			len(raw), cpu)
 	}
 }
 
@@ -786,8 +778,10 @@ func TestRedTeam4KeylessChainWithHugeRSAIntermediatesBurnsCPU(t *testing.T) {
 //   - the attacker's self-made leaf (one genuine log entry) with 9 fresh
 //     junk 8192-bit intermediates of exponent 2^31-1 per bundle.
 //
-// Safe: a lookup's worth of junk keyless referrers costs at most 3 s of
-// CPU. (1,000 genuine bundles of untrusted identities cost about 0.7 s.)
+// Safe: every such bundle is an invalid artifact when parsed (RSA keys
+// must have exponent 65537, as CAs issue them), so none reaches
+// sigstore-go. The CPU a decision costs is logged, not asserted. (1,000
+// genuine bundles of untrusted identities cost about 0.7 s.)
 func TestRedTeam4JunkKeylessBundlesCostPerLookup(t *testing.T) {
 	l := newRT4Lab(t)
 	d := rt4Digest("attacker image")
@@ -822,8 +816,8 @@ func TestRedTeam4JunkKeylessBundlesCostPerLookup(t *testing.T) {
 					malformed++
 				}
 			}
-			if malformed > 0 {
-				t.Logf("%d of %d refused as malformed (safe): %v", malformed, n, sigs[0].Err)
+			if malformed != n || !strings.Contains(sigs[0].Err.Error(), "exponent 2147483647") {
+				t.Errorf("%d of %d junk bundles refused when parsed (first: %v); want all, naming the RSA exponent", malformed, n, sigs[0].Err)
 			}
 			v, err := verifier.New(verifier.Config{Policies: []*verifier.Policy{tc.p}})
 			if err != nil {
@@ -835,10 +829,6 @@ func TestRedTeam4JunkKeylessBundlesCostPerLookup(t *testing.T) {
 			t.Logf("%d junk bundles of about %d bytes: %v CPU, %v wall", n, len(first), cpu, time.Since(wall))
 			if err != nil || dec.Admit {
 				t.Fatalf("want a refusal: %v %s", err, dec.Message)
-			}
-			if cpu > 3*time.Second {
-				t.Errorf("one cold decision on %d junk keyless referrers (%s; about %d bytes in all, one genuine log entry of an "+
-					"untrusted identity) took %v of CPU; want at most 3s", n, tc.name, n*len(first), cpu)
 			}
 		})
 	}
