@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/cosign-dev/cosign/sigstore"
 )
 
 // Attestations.
@@ -25,6 +27,9 @@ import (
 func (r AttestationRule) validate() error {
 	if strings.TrimSpace(r.PredicateType) == "" {
 		return errors.New("attestation without predicateType")
+	}
+	if r.PredicateType == sigstore.CosignPredicateType {
+		return fmt.Errorf("attestation %s: that is cosign's signing predicate, a signature, which no attestation rule can require", r.PredicateType)
 	}
 	for path, want := range r.Predicate {
 		if err := checkPath(path); err != nil {

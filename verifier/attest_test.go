@@ -115,6 +115,8 @@ func TestAttestationIsNotASignature(t *testing.T) {
 			t.Errorf("%s: an attestation admitted as a signature: %s", f, d.Message)
 		}
 	}
+	// A signing statement is never an attestation (and a rule naming
+	// its type is a configuration error, see TestPolicyValidationAttestations).
 	signing := attestation(t, k, sigstore.FormatBundle, img.Digest, sigstore.CosignPredicateType, map[string]any{})
 	p := provenancePolicy(k)
 	p.Attestations[0].PredicateType = sigstore.CosignPredicateType
@@ -190,6 +192,7 @@ func TestPolicyValidationAttestations(t *testing.T) {
 		{"object value", func(p *Policy) { p.Attestations[0].Predicate = map[string]any{"a": map[string]any{}} }, "not a string, number, boolean or null"},
 		{"list value", func(p *Policy) { p.Attestations[0].Predicate = map[string]any{"a": []any{"x"}} }, "not a string"},
 		{"no signers", func(p *Policy) { p.Keys = nil }, "no keys and no keyless identities"},
+		{"cosign's signing predicate", func(p *Policy) { p.Attestations[0].PredicateType = sigstore.CosignPredicateType }, "a signature, which no attestation rule can require"},
 		{"keyless without root", func(p *Policy) { p.Keyless = &Keyless{Identities: []Identity{{Issuer: "i", Subject: "s"}}} }, "no trusted root"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
