@@ -56,7 +56,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &options{}
-	cases := fs.String("cases", "1,2,3,4,5,6,7,8,9,10", "comma-separated case numbers to run")
+	cases := fs.String("cases", "1,2,3,4,5,6,7,8,9,10,11", "comma-separated case numbers to run (or all)")
 	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measuring time per load case and target")
 	fs.BoolVar(&o.quick, "quick", false, "smoke run: 1s per case, fewer repetitions, a 256 MiB blob")
 	fs.StringVar(&o.out, "out", "", "write the Markdown table to this file")

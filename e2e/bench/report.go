@@ -150,7 +150,7 @@ func commandLine(o *options) string {
 	if o.out != "" {
 		c += " -out " + o.out
 	}
-	if o.cases.String() != "1,2,3,4,5,6,7,8,9,10" {
+	if o.cases.String() != "1,2,3,4,5,6,7,8,9,10,11" {
 		c += " -cases " + o.cases.String()
 	}
 	return c + fmt.Sprintf("; %s per load case", o.duration)
