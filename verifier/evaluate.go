@@ -291,24 +291,31 @@ func (t *tally) consider(i int, sig *sigstore.Signature) {
 	}
 	var by string
 	var signer func(*signerSet)
-	if sig.Keyless() {
-		if t.keyless == nil {
-			return // no keyless signer in the policy: untrusted
-		}
+	var keylessFailed func()
+	if sig.Keyless() && t.keyless != nil {
 		r := t.verifyKeyless(sig)
-		if r.identity < 0 {
-			if r.reason == ReasonInvalid {
-				t.fail(r.reason, "signature "+sigName(i, sig)+": "+r.detail)
-			} else {
-				t.fail(r.reason, r.detail+"; signature "+sigName(i, sig))
+		if r.identity >= 0 {
+			by = "identity " + t.keyless.names[r.identity]
+			signer = func(s *signerSet) { s.addPerson(r.who, r.entries) }
+		} else {
+			keylessFailed = func() {
+				if r.reason == ReasonInvalid {
+					t.fail(r.reason, "signature "+sigName(i, sig)+": "+r.detail)
+				} else {
+					t.fail(r.reason, r.detail+"; signature "+sigName(i, sig))
+				}
 			}
-			return
 		}
-		by = "identity " + t.keyless.names[r.identity]
-		signer = func(s *signerSet) { s.addPerson(r.who, r.entries) }
-	} else {
+	}
+	if signer == nil {
+		// A signature with a certificate may also be made with a key the
+		// policy names (cosign sign --key K --certificate C): the key
+		// verifies it, and the certificate adds nothing.
 		key := t.keyFor(sig)
 		if key == nil {
+			if keylessFailed != nil {
+				keylessFailed()
+			}
 			return
 		}
 		by = "key " + shortKeyID(key.ID())

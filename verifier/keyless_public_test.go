@@ -195,3 +195,29 @@ func TestPublicGoodBindsItsSubject(t *testing.T) {
 		t.Errorf("reason %q: %s", d.Reason, d.Message)
 	}
 }
+
+// TestKeySignatureWithCertificate: a signature made with a key the policy
+// names counts for that key even when it carries a certificate (cosign sign
+// --key K --certificate C), whether or not the policy has keyless signers;
+// one made by another key does not, whatever certificate it carries.
+func TestKeySignatureWithCertificate(t *testing.T) {
+	root, pg := publicGood(t)
+	k, other := newEd25519(t), newEd25519(t)
+	img := testImage("image")
+	withCert := func(s sigstore.Signature) sigstore.Signature {
+		s.Certificate, s.Chain = pg.Certificate, pg.Chain
+		return s
+	}
+	mine := withCert(simpleSig(t, k, testRef, img.Digest, nil))
+	theirs := withCert(simpleSig(t, other, testRef, img.Digest, nil))
+	keyless := keylessPolicy(root, Identity{Issuer: publicGoodIssuer, Subject: publicGoodSAN})
+	keyless.Keys = []sigstore.PublicKey{k.Public()}
+	for _, p := range []*Policy{testPolicy(k), keyless} {
+		if d := Evaluate(p, img, []sigstore.Signature{mine}); !d.Admit || len(d.Keys) != 1 {
+			t.Errorf("policy %q, key signature with a certificate: %s", p.Name, d.Message)
+		}
+		if d := Evaluate(p, img, []sigstore.Signature{theirs}); d.Admit {
+			t.Errorf("policy %q, another key's signature with a certificate admitted: %s", p.Name, d.Message)
+		}
+	}
+}
