@@ -15,7 +15,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -366,50 +365,14 @@ func AppendAttestation(ctx context.Context, d name.Digest, envelope []byte, opts
 	if err != nil {
 		return false, err
 	}
-	return keep(ctx, tag, func() (v1.Hash, *push, error) {
-		base, baseDigest, err := signatureImage(tag, opts)
-		if err != nil {
-			return v1.Hash{}, nil, err
-		}
-		m, err := base.Manifest()
-		if err != nil {
-			return v1.Hash{}, nil, fmt.Errorf("reading %s: %w", tag, err)
-		}
-		if slices.ContainsFunc(m.Layers, func(l v1.Descriptor) bool { return l.Digest == layerDigest }) {
-			return baseDigest, nil, nil
-		}
-		if len(m.Layers) >= MaxSignatures {
-			return v1.Hash{}, nil, fmt.Errorf("%s already holds %d attestations, the most a verifier reads (MaxSignatures)", tag, len(m.Layers))
-		}
-		img, err := mutate.Append(base, mutate.Addendum{
-			Layer: layer,
-			Annotations: map[string]string{
-				SignatureAnnotation:     "",
-				PredicateTypeAnnotation: predicateType,
-			},
-		})
-		if err != nil {
-			return v1.Hash{}, nil, fmt.Errorf("appending to %s: %w", tag, err)
-		}
-		config, err := configLayer(img)
-		if err != nil {
-			return v1.Hash{}, nil, fmt.Errorf("appending to %s: %w", tag, err)
-		}
-		return baseDigest, &push{
-			blobs: func() error {
-				for _, l := range []v1.Layer{layer, config} {
-					if err := remote.WriteLayer(d.Context(), l, opts...); err != nil {
-						return err
-					}
-				}
-				return nil
-			},
-			manifest: func() error { return remote.Put(tag, img, opts...) },
-		}, nil
-	}, func() (v1.Hash, error) {
-		_, h, err := signatureImage(tag, opts)
-		return h, err
-	})
+	has := func(m *v1.Manifest) bool {
+		return slices.ContainsFunc(m.Layers, func(l v1.Descriptor) bool { return l.Digest == layerDigest })
+	}
+	annotations := map[string]string{
+		SignatureAnnotation:     "",
+		PredicateTypeAnnotation: predicateType,
+	}
+	return appendLayer(ctx, tag, layer, annotations, has, "attestations", opts)
 }
 
 // WriteAttestationBundle stores a Sigstore bundle holding an attestation

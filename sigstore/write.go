@@ -89,6 +89,20 @@ func AppendSignature(ctx context.Context, d name.Digest, payload, sig []byte, op
 		return false, err
 	}
 
+	has := func(m *v1.Manifest) bool { return hasLayer(m, payloadDigest, b64) }
+	return appendLayer(ctx, tag, layer, map[string]string{SignatureAnnotation: b64}, has, "signatures", opts)
+}
+
+// appendLayer adds layer, with annotations, to the image manifest at tag
+// (none yet starts an empty OCI image manifest) with keep, since other
+// writers may replace that manifest at the same time: the .sig and .att
+// manifests, which AppendSignature and AppendAttestation write. has reports
+// whether a manifest already holds the entry, which is then not added
+// again (appended false). A manifest that holds MaxSignatures layers
+// already is not added to: what names its entries in that error. opts must
+// carry the context.
+func appendLayer(ctx context.Context, tag name.Tag, layer v1.Layer, annotations map[string]string,
+	has func(*v1.Manifest) bool, what string, opts []remote.Option) (appended bool, err error) {
 	return keep(ctx, tag, func() (v1.Hash, *push, error) {
 		base, baseDigest, err := signatureImage(tag, opts)
 		if err != nil {
@@ -98,16 +112,13 @@ func AppendSignature(ctx context.Context, d name.Digest, payload, sig []byte, op
 		if err != nil {
 			return v1.Hash{}, nil, fmt.Errorf("reading %s: %w", tag, err)
 		}
-		if hasLayer(m, payloadDigest, b64) {
+		if has(m) {
 			return baseDigest, nil, nil
 		}
 		if len(m.Layers) >= MaxSignatures {
-			return v1.Hash{}, nil, fmt.Errorf("%s already holds %d signatures, the most a verifier reads (MaxSignatures)", tag, len(m.Layers))
+			return v1.Hash{}, nil, fmt.Errorf("%s already holds %d %s, the most a verifier reads (MaxSignatures)", tag, len(m.Layers), what)
 		}
-		img, err := mutate.Append(base, mutate.Addendum{
-			Layer:       layer,
-			Annotations: map[string]string{SignatureAnnotation: b64},
-		})
+		img, err := mutate.Append(base, mutate.Addendum{Layer: layer, Annotations: annotations})
 		if err != nil {
 			return v1.Hash{}, nil, fmt.Errorf("appending to %s: %w", tag, err)
 		}
@@ -121,7 +132,7 @@ func AppendSignature(ctx context.Context, d name.Digest, payload, sig []byte, op
 			// a concurrent upload of the same blob may have failed.
 			blobs: func() error {
 				for _, l := range []v1.Layer{layer, config} {
-					if err := remote.WriteLayer(d.Context(), l, opts...); err != nil {
+					if err := remote.WriteLayer(tag.Context(), l, opts...); err != nil {
 						return err
 					}
 				}
