@@ -17,7 +17,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // Attestations, as sigstore cosign's "attest" writes them.
@@ -408,54 +407,7 @@ func WriteAttestationBundle(ctx context.Context, d name.Digest, subject v1.Descr
 	if err != nil {
 		return fmt.Errorf("attaching attestation to %s: %w", d, err)
 	}
-	opts = append(slices.Clip(opts), remote.WithContext(ctx))
-	repo := d.Context()
-	config := static.NewLayer([]byte("{}"), emptyMediaType)
-	layer := static.NewLayer(bundle, BundleMediaType)
-	for _, blob := range []v1.Layer{config, layer} {
-		if err := remote.WriteLayer(repo, blob, opts...); err != nil {
-			return fmt.Errorf("pushing attestation blobs to %s: %w", repo, err)
-		}
-	}
-	raw, err := attestationBundleManifest(config, layer, subject, predicateType)
-	if err != nil {
-		return err
-	}
-	md, _, err := v1.SHA256(bytes.NewReader(raw))
-	if err != nil {
-		return err
-	}
-	return keepReferrer(ctx, d, repo.Digest(md.String()), rawManifest(raw), opts)
-}
-
-// attestationBundleManifest serializes the referrer manifest of an
-// attestation bundle: bundleManifest's, with the attestation's predicate
-// type.
-func attestationBundleManifest(config, layer v1.Layer, subject v1.Descriptor, predicateType string) ([]byte, error) {
-	configDesc, err := blobDescriptor(config)
-	if err != nil {
-		return nil, err
-	}
-	layerDesc, err := blobDescriptor(layer)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := json.Marshal(v1.Manifest{
-		SchemaVersion: 2,
-		MediaType:     types.OCIManifestSchema1,
-		ArtifactType:  BundleMediaType,
-		Config:        configDesc,
-		Layers:        []v1.Descriptor{layerDesc},
-		Annotations: map[string]string{
-			bundleContentAnnotation:       "dsse-envelope",
-			bundlePredicateTypeAnnotation: predicateType,
-		},
-		Subject: &v1.Descriptor{MediaType: subject.MediaType, Size: subject.Size, Digest: subject.Digest},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("encoding attestation manifest: %w", err)
-	}
-	return raw, nil
+	return writeBundleReferrer(ctx, d, subject, bundle, predicateType, "attestation", opts)
 }
 
 // EnvelopeJSON returns the DSSE envelope of a DSSE signature (a bundle's, a

@@ -349,17 +349,26 @@ func WriteBundle(ctx context.Context, d name.Digest, subject v1.Descriptor, bund
 	if len(bundle) == 0 || len(bundle) > MaxPayloadSize {
 		return fmt.Errorf("attaching bundle to %s: bundle is %d bytes, want 1 to %d", d, len(bundle), MaxPayloadSize)
 	}
+	return writeBundleReferrer(ctx, d, subject, bundle, CosignPredicateType, "bundle", opts)
+}
+
+// writeBundleReferrer pushes bundle as a Sigstore bundle artifact that
+// refers to the image d (whose descriptor is subject): the OCI empty config
+// and the bundle layer, then the artifact manifest (bundleManifest, whose
+// predicate type annotation is predicateType), which keepReferrer lists as
+// d's referrer. what names the bundle's kind in the error of a blob push.
+// The context given wins over any remote.WithContext in opts.
+func writeBundleReferrer(ctx context.Context, d name.Digest, subject v1.Descriptor, bundle []byte, predicateType, what string, opts []remote.Option) error {
 	opts = append(slices.Clip(opts), remote.WithContext(ctx))
 	repo := d.Context()
-
 	config := static.NewLayer([]byte("{}"), emptyMediaType)
 	layer := static.NewLayer(bundle, BundleMediaType)
 	for _, blob := range []v1.Layer{config, layer} {
 		if err := remote.WriteLayer(repo, blob, opts...); err != nil {
-			return fmt.Errorf("pushing bundle blobs to %s: %w", repo, err)
+			return fmt.Errorf("pushing %s blobs to %s: %w", what, repo, err)
 		}
 	}
-	raw, err := bundleManifest(config, layer, subject)
+	raw, err := bundleManifest(config, layer, subject, predicateType)
 	if err != nil {
 		return err
 	}
@@ -467,8 +476,11 @@ func (r rawIndex) RawManifest() ([]byte, error) { return r, nil }
 // MediaType is the Content-Type of the push.
 func (r rawIndex) MediaType() (types.MediaType, error) { return types.OCIImageIndex, nil }
 
-// bundleManifest serializes the artifact manifest of a bundle.
-func bundleManifest(config, layer v1.Layer, subject v1.Descriptor) ([]byte, error) {
+// bundleManifest serializes the artifact manifest of a bundle, as cosign
+// writes it: its dev.sigstore.bundle.predicateType annotation is
+// predicateType (CosignPredicateType for a signature, the statement's for
+// an attestation).
+func bundleManifest(config, layer v1.Layer, subject v1.Descriptor, predicateType string) ([]byte, error) {
 	configDesc, err := blobDescriptor(config)
 	if err != nil {
 		return nil, err
@@ -485,7 +497,7 @@ func bundleManifest(config, layer v1.Layer, subject v1.Descriptor) ([]byte, erro
 		Layers:        []v1.Descriptor{layerDesc},
 		Annotations: map[string]string{
 			bundleContentAnnotation:       "dsse-envelope",
-			bundlePredicateTypeAnnotation: CosignPredicateType,
+			bundlePredicateTypeAnnotation: predicateType,
 		},
 		Subject: &v1.Descriptor{MediaType: subject.MediaType, Size: subject.Size, Digest: subject.Digest},
 	}

@@ -437,7 +437,7 @@ func TestWriteBundleManifestMatchesCosign(t *testing.T) {
 		t.Fatal(err)
 	}
 	bundle := readVector(t, "blobs", strings.Replace(appV2Bundle, ":", "-", 1))
-	raw, err := bundleManifest(static.NewLayer([]byte("{}"), emptyMediaType), static.NewLayer(bundle, BundleMediaType), *cosign.Subject)
+	raw, err := bundleManifest(static.NewLayer([]byte("{}"), emptyMediaType), static.NewLayer(bundle, BundleMediaType), *cosign.Subject, CosignPredicateType)
 	if err != nil {
 		t.Fatal(err)
 	}
