@@ -386,12 +386,9 @@ func AppendAttestation(ctx context.Context, d name.Digest, envelope []byte, opts
 //
 // The context given wins over any remote.WithContext in opts.
 func WriteAttestationBundle(ctx context.Context, d name.Digest, subject v1.Descriptor, bundle []byte, opts ...remote.Option) error {
-	h, err := parseDigest(d.DigestStr())
+	h, err := subjectDigest(d, subject)
 	if err != nil {
 		return fmt.Errorf("attaching attestation to %s: %w", d, err)
-	}
-	if subject.Digest != h || subject.Size <= 0 || subject.MediaType == "" {
-		return fmt.Errorf("attaching attestation to %s: subject %s (%d bytes, %q) does not describe it", d, subject.Digest, subject.Size, subject.MediaType)
 	}
 	if err := checkAttestationSize("bundle", len(bundle)); err != nil {
 		return fmt.Errorf("attaching attestation to %s: %w", d, err)

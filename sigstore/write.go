@@ -339,17 +339,26 @@ func isNotFound(err error) bool {
 //
 // The context given wins over any remote.WithContext in opts.
 func WriteBundle(ctx context.Context, d name.Digest, subject v1.Descriptor, bundle []byte, opts ...remote.Option) error {
-	h, err := parseDigest(d.DigestStr())
-	if err != nil {
+	if _, err := subjectDigest(d, subject); err != nil {
 		return fmt.Errorf("attaching bundle to %s: %w", d, err)
-	}
-	if subject.Digest != h || subject.Size <= 0 || subject.MediaType == "" {
-		return fmt.Errorf("attaching bundle to %s: subject %s (%d bytes, %q) does not describe it", d, subject.Digest, subject.Size, subject.MediaType)
 	}
 	if len(bundle) == 0 || len(bundle) > MaxPayloadSize {
 		return fmt.Errorf("attaching bundle to %s: bundle is %d bytes, want 1 to %d", d, len(bundle), MaxPayloadSize)
 	}
 	return writeBundleReferrer(ctx, d, subject, bundle, CosignPredicateType, "bundle", opts)
+}
+
+// subjectDigest is the digest of the image d, checked to be the one
+// subject, d's descriptor, describes.
+func subjectDigest(d name.Digest, subject v1.Descriptor) (v1.Hash, error) {
+	h, err := parseDigest(d.DigestStr())
+	if err != nil {
+		return v1.Hash{}, err
+	}
+	if subject.Digest != h || subject.Size <= 0 || subject.MediaType == "" {
+		return v1.Hash{}, fmt.Errorf("subject %s (%d bytes, %q) does not describe it", subject.Digest, subject.Size, subject.MediaType)
+	}
+	return h, nil
 }
 
 // writeBundleReferrer pushes bundle as a Sigstore bundle artifact that
