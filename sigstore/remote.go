@@ -238,19 +238,11 @@ type Enough func(batch []Signature) bool
 // reported as one broken signature. enough may be nil: read everything
 // within the bounds.
 func (f *Fetcher) SignaturesUntil(ctx context.Context, repo string, digest v1.Hash, enough Enough) ([]Signature, error) {
-	if err := CheckRepository(repo); err != nil {
+	ctx, end, err := beginLookup(ctx, repo, digest)
+	if err != nil {
 		return nil, err
 	}
-	if err := checkDigest(digest); err != nil {
-		return nil, err
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, defaultLookupTimeout)
-		defer cancel()
-	}
-	ctx, release := withByteBudget(ctx)
-	defer release()
+	defer end()
 	var legacy, bad []Signature
 	var entries []Descriptor
 	var legacyErr, listErr error
@@ -330,12 +322,27 @@ func (p *bytePool) give(n int64) {
 	p.used -= n
 }
 
-// withByteBudget gives a lookup's context its byte count; release gives
-// back what the lookup took from the pool.
-func withByteBudget(ctx context.Context) (context.Context, func()) {
+// beginLookup checks a lookup's repository and digest and readies its
+// context: defaultLookupTimeout when ctx has no deadline, and the lookup's
+// byte count (see lookupBytes). end gives back what the lookup took from
+// the pool and cancels the default deadline; call it when the lookup ends.
+func beginLookup(ctx context.Context, repo string, digest v1.Hash) (_ context.Context, end func(), err error) {
+	if err := CheckRepository(repo); err != nil {
+		return nil, nil, err
+	}
+	if err := checkDigest(digest); err != nil {
+		return nil, nil, err
+	}
+	cancel := context.CancelFunc(func() {})
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel = context.WithTimeout(ctx, defaultLookupTimeout)
+	}
 	lb := new(lookupBytes)
 	pool := lookupPool
-	return context.WithValue(ctx, readBytesKey{}, lb), func() { pool.give(lb.held.Swap(0)) }
+	return context.WithValue(ctx, readBytesKey{}, lb), func() {
+		pool.give(lb.held.Swap(0))
+		cancel()
+	}, nil
 }
 
 // readBundles reads bundle referrers in batches until enough says so, the
@@ -403,20 +410,12 @@ func (f *Fetcher) simpleSignatures(ctx context.Context, repo string, digest v1.H
 // MaxLookupBytes of manifest and envelopes, each envelope at most
 // MaxAttestationSize.
 func (f *Fetcher) Attestations(ctx context.Context, repo string, digest v1.Hash) (sigs []Signature, err error) {
-	if err := CheckRepository(repo); err != nil {
+	ctx, end, err := beginLookup(ctx, repo, digest)
+	if err != nil {
 		return nil, err
 	}
-	if err := checkDigest(digest); err != nil {
-		return nil, err
-	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, defaultLookupTimeout)
-		defer cancel()
-	}
+	defer end()
 	defer recoverAs(&err)
-	ctx, release := withByteBudget(ctx)
-	defer release()
 	return f.layerSignatures(ctx, repo, AttestationTag(digest), FormatAttestation, f.attestation)
 }
 
