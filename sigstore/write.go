@@ -289,7 +289,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // empty OCI image manifest and the zero digest when there is none.
 func signatureImage(tag name.Tag, opts []remote.Option) (v1.Image, v1.Hash, error) {
 	desc, err := remote.Get(tag, opts...)
-	if isNotFound(err) {
+	if IsNotFound(err) {
 		return emptySignatureImage(), v1.Hash{}, nil
 	}
 	if err != nil {
@@ -312,9 +312,10 @@ func emptySignatureImage() v1.Image {
 	return mutate.ConfigMediaType(img, types.OCIConfigJSON)
 }
 
-// isNotFound reports whether err says that the manifest or the repository
-// does not exist.
-func isNotFound(err error) bool {
+// IsNotFound reports whether err, from a go-containerregistry remote call,
+// says that the manifest or the repository does not exist: a 404, or the
+// registry's MANIFEST_UNKNOWN or NAME_UNKNOWN error code.
+func IsNotFound(err error) bool {
 	var terr *transport.Error
 	if !errors.As(err, &terr) {
 		return false
@@ -460,7 +461,7 @@ func referrerDescriptor(m rawManifest) (v1.Descriptor, error) {
 // tag that does not exist is an empty index and the zero digest.
 func referrersIndex(tag name.Tag, opts []remote.Option) (*v1.IndexManifest, v1.Hash, error) {
 	desc, err := remote.Get(tag, opts...)
-	if isNotFound(err) {
+	if IsNotFound(err) {
 		return &v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex}, v1.Hash{}, nil
 	}
 	if err != nil {

@@ -254,7 +254,7 @@ func registryFailure(what string, err error) error {
 		return &registryError{kind: kind, msg: msg, cause: err}
 	}
 	switch {
-	case isTE && isNotFound(te):
+	case isTE && sigstore.IsNotFound(te):
 		return wrap(errNotFound, "")
 	case isTE && (te.StatusCode == http.StatusUnauthorized || te.StatusCode == http.StatusForbidden):
 		return wrap(errDenied, credentialsHint(what, te.StatusCode))
@@ -328,16 +328,4 @@ func describeTransportError(te *transport.Error) string {
 		}
 	}
 	return b.String()
-}
-
-func isNotFound(te *transport.Error) bool {
-	if te.StatusCode == http.StatusNotFound {
-		return true
-	}
-	for _, d := range te.Errors {
-		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
-			return true
-		}
-	}
-	return false
 }

@@ -2,9 +2,7 @@ package sigstoretest
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -12,7 +10,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -116,7 +113,7 @@ func appendLayer(ctx context.Context, tag name.Tag, mediaType types.MediaType, b
 		if base, err = desc.Image(); err != nil {
 			return fmt.Errorf("sigstoretest: reading %s: %w", tag, err)
 		}
-	case !isNotFound(err):
+	case !sigstore.IsNotFound(err):
 		return fmt.Errorf("sigstoretest: reading %s: %w", tag, err)
 	}
 	img, err := mutate.Append(base, mutate.Addendum{
@@ -130,22 +127,4 @@ func appendLayer(ctx context.Context, tag name.Tag, mediaType types.MediaType, b
 		return fmt.Errorf("sigstoretest: pushing %s: %w", tag, err)
 	}
 	return nil
-}
-
-// isNotFound reports whether err says that the manifest or repository does
-// not exist.
-func isNotFound(err error) bool {
-	var te *transport.Error
-	if !errors.As(err, &te) {
-		return false
-	}
-	if te.StatusCode == http.StatusNotFound {
-		return true
-	}
-	for _, e := range te.Errors {
-		if e.Code == transport.ManifestUnknownErrorCode || e.Code == transport.NameUnknownErrorCode {
-			return true
-		}
-	}
-	return false
 }
