@@ -191,6 +191,17 @@ func platform(desc v1.Descriptor) string {
 
 // signatures reads every signature stored for d, in both formats.
 func (r *registryFlags) signatures(ctx context.Context, d name.Digest) ([]sigstore.Signature, error) {
+	return r.lookup(ctx, d, "signatures", func(f *sigstore.Fetcher, repo string, h v1.Hash) ([]sigstore.Signature, error) {
+		return f.Signatures(ctx, repo, h)
+	})
+}
+
+// lookup reads what read finds stored for d, with a Fetcher for d's
+// repository, and turns its failure into the CLI's error: an invalid
+// artifact names what was being read, a registry failure is classified
+// (registryFailure).
+func (r *registryFlags) lookup(ctx context.Context, d name.Digest, what string,
+	read func(f *sigstore.Fetcher, repo string, h v1.Hash) ([]sigstore.Signature, error)) ([]sigstore.Signature, error) {
 	f, err := sigstore.FetcherFor(ctx, d.Context(), authn.DefaultKeychain, r.transport())
 	if err != nil {
 		return nil, registryFailure(d.Context().Name(), err)
@@ -199,10 +210,10 @@ func (r *registryFlags) signatures(ctx context.Context, d name.Digest) ([]sigsto
 	if err != nil {
 		return nil, err
 	}
-	sigs, err := f.Signatures(ctx, d.Context().RepositoryStr(), h)
+	sigs, err := read(f, d.Context().RepositoryStr(), h)
 	if err != nil {
 		if errors.Is(err, sigstore.ErrInvalidArtifact) {
-			return nil, fmt.Errorf("reading signatures of %s: %w", d, err)
+			return nil, fmt.Errorf("reading %s of %s: %w", what, d, err)
 		}
 		return nil, registryFailure(d.String(), err)
 	}

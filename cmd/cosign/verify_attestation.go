@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -115,28 +113,14 @@ func runVerifyAttestation(ctx context.Context, c *cli, args []string) error {
 // the .sig layers and bundle referrers (signatures or attestations), then
 // the .att layers.
 func (r *registryFlags) signaturesAndAttestations(ctx context.Context, d name.Digest) ([]sigstore.Signature, error) {
-	f, err := sigstore.FetcherFor(ctx, d.Context(), authn.DefaultKeychain, r.transport())
-	if err != nil {
-		return nil, registryFailure(d.Context().Name(), err)
-	}
-	h, err := v1.NewHash(d.DigestStr())
-	if err != nil {
-		return nil, err
-	}
-	repo := d.Context().RepositoryStr()
-	sigs, err := f.Signatures(ctx, repo, h)
-	if err == nil {
-		var atts []sigstore.Signature
-		atts, err = f.Attestations(ctx, repo, h)
-		sigs = append(sigs, atts...)
-	}
-	if err != nil {
-		if errors.Is(err, sigstore.ErrInvalidArtifact) {
-			return nil, fmt.Errorf("reading attestations of %s: %w", d, err)
+	return r.lookup(ctx, d, "attestations", func(f *sigstore.Fetcher, repo string, h v1.Hash) ([]sigstore.Signature, error) {
+		sigs, err := f.Signatures(ctx, repo, h)
+		if err != nil {
+			return nil, err
 		}
-		return nil, registryFailure(d.String(), err)
-	}
-	return sigs, nil
+		atts, err := f.Attestations(ctx, repo, h)
+		return append(sigs, atts...), err
+	})
 }
 
 // attestationsOfType counts the well-formed attestations of predicateType
