@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/cosign-dev/cosign/sigstore"
@@ -93,11 +94,7 @@ func runVerify(ctx context.Context, c *cli, args []string) error {
 		if err != nil {
 			return err
 		}
-		img := verifier.Image{
-			Registry:   d.Context().RegistryStr(),
-			Repository: d.Context().RepositoryStr(),
-			Digest:     t.Digest,
-		}
+		img := verifierImage(d.Context(), t.Digest)
 		dec := verifier.Evaluate(who.policy(ann), img, sigs)
 		if !dec.Admit || dec.Warn {
 			err := refusal(dec, img, who, sigs, ann)
@@ -245,13 +242,25 @@ func digestNames(ds []v1.Hash) string {
 	return strings.Join(names, ", ")
 }
 
-// reportChecks says on stderr which checks n signatures of img passed.
-func (c *cli) reportChecks(img verifier.Image, who signers, ann annotations, n int) {
+// verifierImage is the image, as the verifier names it, at digest in repo.
+func verifierImage(repo name.Repository, digest v1.Hash) verifier.Image {
+	return verifier.Image{Registry: repo.RegistryStr(), Repository: repo.RepositoryStr(), Digest: digest}
+}
+
+// reportSigners begins the report on stderr of what was verified for img:
+// the image, and the checks of who (the key or the certificate identity)
+// that each of the verified signatures or attestations (what) passed.
+func (c *cli) reportSigners(img verifier.Image, who signers, what string) {
 	fmt.Fprintf(c.stderr, "Verification for %s --\n", img)
-	fmt.Fprintf(c.stderr, "The following checks were performed on each of these signatures:\n")
+	fmt.Fprintf(c.stderr, "The following checks were performed on each of these %s:\n", what)
 	for _, line := range who.describe() {
 		fmt.Fprintf(c.stderr, "  - %s\n", line)
 	}
+}
+
+// reportChecks says on stderr which checks n signatures of img passed.
+func (c *cli) reportChecks(img verifier.Image, who signers, ann annotations, n int) {
+	c.reportSigners(img, who, "signatures")
 	fmt.Fprintf(c.stderr, "  - The signed payload names the image digest %s.\n", img.Digest)
 	if len(ann) > 0 {
 		fmt.Fprintf(c.stderr, "  - The signed payload carries the annotations %s.\n", ann)

@@ -57,11 +57,7 @@ func runVerifyAttestation(ctx context.Context, c *cli, args []string) error {
 	if err != nil {
 		return err
 	}
-	img := verifier.Image{
-		Registry:   d.Context().RegistryStr(),
-		Repository: d.Context().RepositoryStr(),
-		Digest:     desc.Digest,
-	}
+	img := verifierImage(d.Context(), desc.Digest)
 	policy := who.policy(nil)
 	policy.Attestations = []verifier.AttestationRule{{PredicateType: predicateType}}
 	policy.SignatureOptional = true
@@ -93,11 +89,7 @@ func runVerifyAttestation(ctx context.Context, c *cli, args []string) error {
 		// finding it among the verified ones is a bug, never a pass.
 		return fmt.Errorf("internal error: %s admitted but no verified attestation of %s found", img, predicateType)
 	}
-	fmt.Fprintf(c.stderr, "Verification for %s --\n", img)
-	fmt.Fprintf(c.stderr, "The following checks were performed on each of these attestations:\n")
-	for _, line := range who.describe() {
-		fmt.Fprintf(c.stderr, "  - %s\n", line)
-	}
+	c.reportSigners(img, who, "attestations")
 	fmt.Fprintf(c.stderr, "  - The signed in-toto statement names the image digest %s.\n", img.Digest)
 	fmt.Fprintf(c.stderr, "  - Its predicate type is %s.\n", predicateType)
 	fmt.Fprintf(c.stderr, "%d verified attestation(s).\n", len(envelopes))
