@@ -27,14 +27,7 @@ import (
 // referrers tag "sha256-<hex>". The image must be in repo. The bundle is
 // written as given, so that tests can store broken ones.
 func WriteSignatureBundle(ctx context.Context, repo name.Repository, digest v1.Hash, bundle []byte, opts ...remote.Option) error {
-	d, subject, err := imageDescriptor(ctx, repo, digest, opts)
-	if err != nil {
-		return err
-	}
-	if err := sigstore.WriteBundle(ctx, d, subject, bundle, opts...); err != nil {
-		return fmt.Errorf("sigstoretest: %w", err)
-	}
-	return nil
+	return writeReferrer(ctx, repo, digest, bundle, sigstore.WriteBundle, opts)
 }
 
 // WriteAttestationBundle stores an attestation bundle (AttestationBundle)
@@ -44,27 +37,26 @@ func WriteSignatureBundle(ctx context.Context, repo name.Repository, digest v1.H
 // does, with sigstore.WriteAttestationBundle. The bundle must hold an
 // attestation of digest.
 func WriteAttestationBundle(ctx context.Context, repo name.Repository, digest v1.Hash, bundle []byte, opts ...remote.Option) error {
-	d, subject, err := imageDescriptor(ctx, repo, digest, opts)
-	if err != nil {
+	return writeReferrer(ctx, repo, digest, bundle, sigstore.WriteAttestationBundle, opts)
+}
+
+// writeReferrer reads the descriptor of the image digest in repo and
+// stores bundle as its referrer with write (sigstore.WriteBundle or
+// sigstore.WriteAttestationBundle).
+func writeReferrer(ctx context.Context, repo name.Repository, digest v1.Hash, bundle []byte,
+	write func(context.Context, name.Digest, v1.Descriptor, []byte, ...remote.Option) error, opts []remote.Option) error {
+	if err := checkDigest(digest); err != nil {
 		return err
 	}
-	if err := sigstore.WriteAttestationBundle(ctx, d, subject, bundle, opts...); err != nil {
+	d := repo.Digest(digest.String())
+	subject, err := remote.Head(d, append(slices.Clip(opts), remote.WithContext(ctx))...)
+	if err != nil {
+		return fmt.Errorf("sigstoretest: reading the descriptor of %s: %w", d, err)
+	}
+	if err := write(ctx, d, *subject, bundle, opts...); err != nil {
 		return fmt.Errorf("sigstoretest: %w", err)
 	}
 	return nil
-}
-
-// imageDescriptor reads the descriptor of the image digest in repo.
-func imageDescriptor(ctx context.Context, repo name.Repository, digest v1.Hash, opts []remote.Option) (name.Digest, v1.Descriptor, error) {
-	if err := checkDigest(digest); err != nil {
-		return name.Digest{}, v1.Descriptor{}, err
-	}
-	d := repo.Digest(digest.String())
-	desc, err := remote.Head(d, append(slices.Clip(opts), remote.WithContext(ctx))...)
-	if err != nil {
-		return name.Digest{}, v1.Descriptor{}, fmt.Errorf("sigstoretest: reading the descriptor of %s: %w", d, err)
-	}
-	return d, *desc, nil
 }
 
 // WriteSimpleSigning appends one layer to the "sha256-<hex>.sig" manifest
