@@ -13,7 +13,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/cosign-dev/cosign/sigstore"
 )
@@ -81,19 +80,7 @@ func parseEnvelopes(t *testing.T, out string) []printedStatement {
 // attLayerCount counts the layers of the image's .att manifest (0 if none).
 func attLayerCount(t *testing.T, repo string, d v1.Hash) int {
 	t.Helper()
-	tag, err := name.NewTag(repo + ":" + sigstore.AttestationTag(d))
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(tag)
-	if err != nil {
-		return 0
-	}
-	m, err := img.Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return len(m.Layers)
+	return tagLayers(t, repo, sigstore.AttestationTag(d))
 }
 
 func TestAttestThenVerifyAttestation(t *testing.T) {

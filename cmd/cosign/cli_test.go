@@ -103,7 +103,14 @@ func keyPair(t *testing.T, dir, prefix, password string) (string, string) {
 // sigLayers counts the layers of the image's .sig manifest (0 if none).
 func sigLayers(t *testing.T, repo string, d v1.Hash) int {
 	t.Helper()
-	tag, err := name.NewTag(repo + ":" + sigstore.SignatureTag(d))
+	return tagLayers(t, repo, sigstore.SignatureTag(d))
+}
+
+// tagLayers counts the layers of the image manifest at repo:tag (0 if
+// none).
+func tagLayers(t *testing.T, repo, tagName string) int {
+	t.Helper()
+	tag, err := name.NewTag(repo + ":" + tagName)
 	if err != nil {
 		t.Fatal(err)
 	}
