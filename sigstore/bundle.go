@@ -187,15 +187,26 @@ func parseVerificationMaterial(raw json.RawMessage) ([]byte, [][]byte, error) {
 	if len(content) != 1 {
 		return nil, nil, fmt.Errorf("%s: holds %d of publicKey, certificate and x509CertificateChain, want exactly one", what, len(content))
 	}
-	if tl, ok := obj["tlogEntries"]; ok && !isKind(tl, '[') {
-		return nil, nil, fmt.Errorf("%s.tlogEntries: not a JSON array", what)
-	}
 	if ts, ok := obj["timestampVerificationData"]; ok {
 		if err := checkTimestampData(ts, what+".timestampVerificationData"); err != nil {
 			return nil, nil, err
 		}
 	}
-	switch content[0] {
+	leaf, chain, err := parseVerificationContent(obj, content[0], what)
+	if err != nil {
+		return nil, nil, err
+	}
+	if tl, ok := obj["tlogEntries"]; ok {
+		if err := checkTlogEntries(tl, leaf, what+".tlogEntries"); err != nil {
+			return nil, nil, err
+		}
+	}
+	return leaf, chain, nil
+}
+
+// parseVerificationContent reads the one content of a verificationMaterial.
+func parseVerificationContent(obj map[string]json.RawMessage, content, what string) ([]byte, [][]byte, error) {
+	switch content {
 	case "publicKey":
 		pk, err := decodeObject(obj["publicKey"], what+".publicKey", nil, "hint")
 		if err != nil {

@@ -419,7 +419,7 @@ func TestSignatureFromBundleCertificates(t *testing.T) {
 		}
 		return member("x509CertificateChain", obj(member("certificates", "["+strings.Join(items, ",")+"]")))
 	}
-	tlog := member("tlogEntries", `[{"logIndex":"1"}]`)
+	tlog := member("tlogEntries", `[]`)
 	tsa := member("timestampVerificationData", `{"rfc3161Timestamps":[]}`)
 
 	for _, tc := range []struct {

@@ -150,6 +150,9 @@ func (s Signature) legacyEntity() (verify.SignedEntity, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := checkRekorBody(rb.body, s.Certificate); err != nil {
+			return nil, fmt.Errorf("%s annotation: %w", RekorBundleAnnotation, err)
+		}
 		pb.VerificationMaterial.TlogEntries = []*protorekor.TransparencyLogEntry{rb.entry()}
 	}
 	b, err := bundle.NewBundle(pb)

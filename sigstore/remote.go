@@ -541,8 +541,14 @@ func parseKeylessAnnotations(annotations map[string]string) (keylessAnnotations,
 		k.chain = certs
 	}
 	if raw, ok := annotations[RekorBundleAnnotation]; ok {
-		if _, err := parseRekorBundle([]byte(raw)); err != nil {
+		rb, err := parseRekorBundle([]byte(raw))
+		if err != nil {
 			return k, invalidArtifact(err)
+		}
+		if k.certificate != nil {
+			if err := checkRekorBody(rb.body, k.certificate); err != nil {
+				return k, invalidf("annotation %s: %v", RekorBundleAnnotation, err)
+			}
 		}
 		k.rekorBundle = []byte(raw)
 	}
