@@ -267,23 +267,7 @@ func NewAttestationEnvelope(key PrivateKey, statement []byte) ([]byte, error) {
 // Sigstore bundle v0.3 around the envelope, with the key hint NewBundle
 // writes. No transparency-log entry is made.
 func NewAttestationBundle(key PrivateKey, statement []byte) ([]byte, error) {
-	env, err := signEnvelope(key, statement)
-	if err != nil {
-		return nil, err
-	}
-	hint, err := keyHint(key.Public())
-	if err != nil {
-		return nil, fmt.Errorf("sigstore bundle: %w", err)
-	}
-	b, err := json.Marshal(bundleDoc{
-		MediaType:            BundleMediaType,
-		VerificationMaterial: verificationMaterial{PublicKey: publicKeyHint{Hint: hint}},
-		DSSEEnvelope:         env,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("sigstore bundle: %w", err)
-	}
-	return b, nil
+	return keyBundle(key, statement)
 }
 
 func signEnvelope(key PrivateKey, statement []byte) (envelopeDoc, error) {

@@ -430,9 +430,17 @@ func NewBundle(key PrivateKey, digest v1.Hash, annotations map[string]string) ([
 	if err != nil {
 		return nil, fmt.Errorf("sigstore bundle: statement: %w", err)
 	}
-	sig, err := key.Sign(PAE(InTotoPayloadType, payload))
+	return keyBundle(key, payload)
+}
+
+// keyBundle signs statement with key as DSSE (signEnvelope) and returns a
+// Sigstore bundle v0.3 around the envelope whose verification material is
+// the key's hint (keyHint), as cosign writes a key's bundle: the bundle of
+// NewBundle and NewAttestationBundle. No transparency-log entry is made.
+func keyBundle(key PrivateKey, statement []byte) ([]byte, error) {
+	env, err := signEnvelope(key, statement)
 	if err != nil {
-		return nil, fmt.Errorf("sigstore bundle: signing: %w", err)
+		return nil, err
 	}
 	hint, err := keyHint(key.Public())
 	if err != nil {
@@ -441,11 +449,7 @@ func NewBundle(key PrivateKey, digest v1.Hash, annotations map[string]string) ([
 	b, err := json.Marshal(bundleDoc{
 		MediaType:            BundleMediaType,
 		VerificationMaterial: verificationMaterial{PublicKey: publicKeyHint{Hint: hint}},
-		DSSEEnvelope: envelopeDoc{
-			Payload:     base64.StdEncoding.EncodeToString(payload),
-			PayloadType: InTotoPayloadType,
-			Signatures:  []signatureDoc{{Sig: base64.StdEncoding.EncodeToString(sig)}},
-		},
+		DSSEEnvelope:         env,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sigstore bundle: %w", err)
