@@ -147,6 +147,19 @@ func (vs *virtualSigstore) signSimple(t testing.TB, payload []byte) keylessSig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	vc, sc, entry := entityParts(t, te)
+	return keylessSig{payload: payload, annotations: map[string]string{
+		SignatureAnnotation:   b64(sc.Signature()),
+		CertificateAnnotation: certPEM(vc.Certificate().Raw),
+		ChainAnnotation:       vs.chainPEM(t),
+		RekorBundleAnnotation: vs.rekorAnnotation(t, entry),
+	}}
+}
+
+// entityParts is what the virtual Sigstore made for te: its certificate,
+// its signature and its one Rekor entry.
+func entityParts(t testing.TB, te *ca.TestEntity) (verify.VerificationContent, verify.SignatureContent, *tlog.Entry) {
+	t.Helper()
 	vc, err := te.VerificationContent()
 	if err != nil {
 		t.Fatal(err)
@@ -159,12 +172,7 @@ func (vs *virtualSigstore) signSimple(t testing.TB, payload []byte) keylessSig {
 	if err != nil || len(entries) != 1 {
 		t.Fatalf("tlog entries: %v, %d", err, len(entries))
 	}
-	return keylessSig{payload: payload, annotations: map[string]string{
-		SignatureAnnotation:   b64(sc.Signature()),
-		CertificateAnnotation: certPEM(vc.Certificate().Raw),
-		ChainAnnotation:       vs.chainPEM(t),
-		RekorBundleAnnotation: vs.rekorAnnotation(t, entries[0]),
-	}}
+	return vc, sc, entries[0]
 }
 
 // keylessAtt is a keyless attestation as cosign lays it out in a .att
@@ -183,18 +191,7 @@ func (vs *virtualSigstore) attest(t testing.TB, statement []byte) keylessAtt {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vc, err := te.VerificationContent()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := te.SignatureContent()
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := te.TlogEntries()
-	if err != nil || len(entries) != 1 {
-		t.Fatalf("tlog entries: %v, %d", err, len(entries))
-	}
+	vc, sc, entry := entityParts(t, te)
 	env, err := json.Marshal(sc.EnvelopeContent().RawEnvelope())
 	if err != nil {
 		t.Fatal(err)
@@ -204,7 +201,7 @@ func (vs *virtualSigstore) attest(t testing.TB, statement []byte) keylessAtt {
 		SignatureAnnotation:     "",
 		CertificateAnnotation:   certPEM(vc.Certificate().Raw),
 		ChainAnnotation:         vs.chainPEM(t),
-		RekorBundleAnnotation:   vs.rekorAnnotation(t, entries[0]),
+		RekorBundleAnnotation:   vs.rekorAnnotation(t, entry),
 	}}
 }
 
@@ -217,27 +214,16 @@ func (vs *virtualSigstore) bundleV03(t testing.TB, statement []byte) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	vc, err := te.VerificationContent()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := te.SignatureContent()
-	if err != nil {
-		t.Fatal(err)
-	}
-	entries, err := te.TlogEntries()
-	if err != nil || len(entries) != 1 {
-		t.Fatalf("tlog entries: %v, %d", err, len(entries))
-	}
+	vc, sc, entry := entityParts(t, te)
 	timestamps, err := te.Timestamps()
 	if err != nil || len(timestamps) != 1 {
 		t.Fatalf("timestamps: %v, %d", err, len(timestamps))
 	}
 	var rb cosignRekorBundle
-	if err := json.Unmarshal([]byte(vs.rekorAnnotation(t, entries[0])), &rb); err != nil {
+	if err := json.Unmarshal([]byte(vs.rekorAnnotation(t, entry)), &rb); err != nil {
 		t.Fatal(err)
 	}
-	tle := proto.Clone(entries[0].TransparencyLogEntry()).(*protorekor.TransparencyLogEntry)
+	tle := proto.Clone(entry.TransparencyLogEntry()).(*protorekor.TransparencyLogEntry)
 	tle.KindVersion = &protorekor.KindVersion{Kind: "dsse", Version: "0.0.1"}
 	tle.InclusionPromise = &protorekor.InclusionPromise{SignedEntryTimestamp: rb.SignedEntryTimestamp}
 	env := sc.EnvelopeContent().RawEnvelope()
