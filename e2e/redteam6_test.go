@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/crane"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -274,15 +275,28 @@ func rt6JunkReferrersIndex(t testing.TB, referrer craftedDescriptor) []byte {
 // request is in flight. The attacker pushes rt6Digests images of their
 // own over several repositories, each with a 4 MiB .sig manifest of 100
 // junk layers (64 KiB payloads) and a 4 MiB referrers index, and asks for
-// all of them at once from four client addresses.
+// them again and again from 128 connections on four client addresses
+// (every 503 is uncached, so every request is a cold lookup).
+//
+// Memory stays bounded (about 200-330 MiB peak here), and two small
+// images, one signed with the trusted key (.sig) and one by the trusted
+// keyless identity (bundle referrer), still pull with containerd: the
+// floor carries them. FINDING: the floor is spent on whatever the lookup
+// reads first. A third image, correctly signed by the trusted identity,
+// to which the attacker has added 16 junk bundle referrers of 0.9 MiB
+// listed before its bundle (anyone who can push can add referrers; the
+// same image with the same junk is served when there is no flood, checked
+// here on a fresh proxy), is refused with 503 "the lookups in flight hold
+// their limit of 67108864 bytes of signature artifacts" for as long as the
+// flood lasts: its first junk bundle takes its floor, every later read
+// needs the pool, which the flood keeps full, and a read the pool refuses
+// fails the whole lookup. Neither half alone denies the image; together
+// they deny any image the attacker can add referrers to, without a key.
 //
 // Safe: the proxy's peak resident memory grows by at most what the
-// documented bounds allow: the pool, plus the floor of each lookup, plus
-// the manifests each lookup reads (8 MiB), with 100% slack for Go's heap
-// (GOGC) and decoding: 2 x (64 MiB + rt6Digests x 9 MiB). And a small
-// image correctly signed with the trusted key (.sig) and one signed by the
-// trusted keyless identity (bundle) still pull with containerd while the
-// flood runs.
+// documented bounds allow, 2 x (64 MiB + rt6Digests x 9 MiB) (the pool,
+// each lookup's floor and manifests, 100% slack for the Go heap); and all
+// three correctly signed images pull with containerd during the flood.
 func TestRedTeam6LookupFloorTimesConcurrency(t *testing.T) {
 	t.Parallel()
 	l := newGateLab(t)
@@ -348,6 +362,19 @@ func TestRedTeam6LookupFloorTimesConcurrency(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The same, with 16 junk referrers of 0.9 MiB added before its
+	// bundle in its referrers index, as anyone who can push can add them.
+	junkRef := l.registry + "/prod/victim:junk"
+	jd := PushRandomImage(t, junkRef)
+	b, err = ss.SignatureBundle(jd, sigstoretest.Options{Identity: rt4Subject, Issuer: rt4Issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sigstoretest.WriteSignatureBundle(context.Background(), repo, jd, b, crane.GetOptions(crane.Insecure).Remote...); err != nil {
+		t.Fatal(err)
+	}
+	rt6PrependJunkReferrers(t, l.raw, "prod/victim", jd, 16, 900<<10)
+
 	dir := t.TempDir()
 	rootJSON, err := ss.TrustedRootJSON()
 	if err != nil {
@@ -356,7 +383,14 @@ func TestRedTeam6LookupFloorTimesConcurrency(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "root.json"), rootJSON, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p := startProxy(t, l.bin, dir, fmt.Sprintf(rt6FloodConfig, l.registry, l.trusted.pub, rt4Issuer, rt4Subject))
+	config := fmt.Sprintf(rt6FloodConfig, l.registry, l.trusted.pub, rt4Issuer, rt4Subject)
+	// Without a flood, the junk referrers cost reading, not the image.
+	p0 := startProxy(t, l.bin, dir, config)
+	if a := send(t, http.MethodGet, manifestURL(p0.addr, "prod/victim", "junk"), "Accept", manifestAccept); a.status != http.StatusOK {
+		t.Fatalf("without a flood, prod/victim:junk (correctly signed, 16 junk referrers) is not served: %s", a)
+	}
+	p0.proc.Stop()
+	p := startProxy(t, l.bin, dir, config)
 	pid := p.proc.cmd.Process.Pid
 	c := containerdOf(t, NewContainerdClient(t, Mirror{Proxy: p.addr, Upstream: l.registry}))
 	idle := procStatusKB(t, pid, "VmRSS")
@@ -410,7 +444,7 @@ func TestRedTeam6LookupFloorTimesConcurrency(t *testing.T) {
 	time.Sleep(time.Second)
 	victims := map[string]error{}
 	var vmu sync.Mutex
-	for _, tag := range []string{"key", "keyless"} {
+	for _, tag := range []string{"key", "keyless", "junk"} {
 		wg.Go(func() {
 			res, err := c.Pull(context.Background(), "prod/victim:"+tag)
 			if err != nil {
@@ -422,6 +456,10 @@ func TestRedTeam6LookupFloorTimesConcurrency(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// Why: the proxy's own answer to a plain GET of the junk victim.
+	if a := send(t, http.MethodGet, manifestURL(p.addr, "prod/victim", "junk"), "Accept", manifestAccept); a.status != http.StatusOK {
+		t.Logf("GET prod/victim:junk during the flood: %d %s", a.status, a.body)
+	}
 	// Keep flooding a little longer, so that memory is measured under it.
 	time.Sleep(2 * time.Second)
 	close(stop)
@@ -442,6 +480,45 @@ func TestRedTeam6LookupFloorTimesConcurrency(t *testing.T) {
 		t.Errorf("%d concurrent cold lookups raised the proxy's resident memory by %d MiB (to %d MiB); the pool, floors and manifests allow %d MiB with 100%% slack",
 			rt6Digests, grew>>20, peak>>20, bound>>20)
 	}
+}
+
+// rt6PrependJunkReferrers adds n bundle referrers of digest d in repo,
+// each a manifest whose one layer is a JSON blob of size bytes, before the
+// entries of d's referrers-tag index.
+func rt6PrependJunkReferrers(t testing.TB, r *rawRegistry, repo string, d v1.Hash, n, size int) {
+	t.Helper()
+	a := send(t, http.MethodGet, "http://"+r.host+"/v2/"+repo+"/manifests/"+d.String(), "Accept", manifestAccept)
+	if a.status != http.StatusOK {
+		t.Fatalf("reading %s@%s: %s", repo, d, a)
+	}
+	subject := craftedDescriptor{MediaType: a.header.Get("Content-Type"), Digest: d.String(), Size: int64(len(a.body))}
+	tag := "sha256-" + d.Hex
+	a = send(t, http.MethodGet, "http://"+r.host+"/v2/"+repo+"/manifests/"+tag, "Accept", string(types.OCIImageIndex))
+	if a.status != http.StatusOK {
+		t.Fatalf("reading the referrers tag of %s: %s", d, a)
+	}
+	var idx struct {
+		Manifests []craftedDescriptor `json:"manifests"`
+	}
+	if err := json.Unmarshal(a.body, &idx); err != nil {
+		t.Fatal(err)
+	}
+	cfg := r.emptyConfig(repo)
+	blob := r.blob(repo, bundleType, []byte("{"+strings.Repeat(" ", size-2)+"}"))
+	var entries []craftedDescriptor
+	for i := range n {
+		e, _ := r.manifestJSON(repo, "", craftedManifest{SchemaVersion: 2, MediaType: string(types.OCIManifestSchema1),
+			ArtifactType: bundleType, Config: &cfg, Layers: &[]craftedDescriptor{blob}, Subject: &subject,
+			Annotations: map[string]string{"junk": strconv.Itoa(i)}})
+		e.ArtifactType = bundleType
+		entries = append(entries, e)
+	}
+	entries = append(entries, idx.Manifests...)
+	body, err := json.Marshal(referrersIndex(entries))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.manifest(repo, tag, string(types.OCIImageIndex), body)
 }
 
 // TestRedTeam6ArtifactCheckReadsOutsideThePool: before a manifest shaped
