@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/crane"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
@@ -112,31 +110,8 @@ func rt5DSSEJunkBundle(t testing.TB, s *sigstoretest.Sigstore, keys, junk int) [
 func TestRedTeam5LogEntryVerifiersDelayASignedImage(t *testing.T) {
 	t.Parallel()
 	l := newGateLab(t)
-	ss, err := sigstoretest.New()
-	if err != nil {
-		t.Fatal(err)
-	}
 	const repo = "prod/app"
-	d := PushRandomImage(t, l.registry+"/"+repo+":v1")
-	signed, err := ss.SignatureBundle(d, sigstoretest.Options{Identity: rt4Subject, Issuer: rt4Issuer})
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, err := name.NewRepository(l.registry+"/"+repo, name.Insecure)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sigstoretest.WriteSignatureBundle(context.Background(), target, d, signed, crane.GetOptions(crane.Insecure).Remote...); err != nil {
-		t.Fatal(err)
-	}
-	var tagIndex struct {
-		Manifests []craftedDescriptor `json:"manifests"`
-	}
-	a := send(t, http.MethodGet, "http://"+l.registry+"/v2/"+repo+"/manifests/sha256-"+d.Hex, "Accept", string(types.OCIImageIndex))
-	if err := json.Unmarshal(a.body, &tagIndex); err != nil || len(tagIndex.Manifests) != 1 {
-		t.Fatalf("referrers tag of %s: %s (%v), want one bundle entry", repo, a, err)
-	}
-	valid := tagIndex.Manifests[0]
+	ss, d, valid := rt4SignedImage(t, l, repo)
 
 	junkBundle := rt5DSSEJunkBundle(t, ss, 400, 400)
 	self := craftedDescriptor{MediaType: string(types.DockerManifestSchema2), Digest: d.String(),
@@ -169,7 +144,7 @@ func TestRedTeam5LogEntryVerifiersDelayASignedImage(t *testing.T) {
 	pid := p.proc.cmd.Process.Pid
 
 	cpu0, start := procCPU(t, pid), time.Now()
-	a = send(t, http.MethodGet, manifestURL(p.addr, repo, "v1"), "Accept", manifestAccept)
+	a := send(t, http.MethodGet, manifestURL(p.addr, repo, "v1"), "Accept", manifestAccept)
 	t.Logf("GET %s:v1 behind 1 junk referrer of %d bytes (dsse log entry, 400 verifiers x 401 signatures): %s after %v, proxy CPU %v",
 		repo, len(junkBundle), a, time.Since(start).Round(time.Millisecond), procCPU(t, pid)-cpu0)
 	if a.status != http.StatusOK {
