@@ -227,14 +227,7 @@ func TestRedTeam4JunkKeylessReferrersStallASignedImage(t *testing.T) {
 		return true
 	})
 
-	dir := t.TempDir()
-	rootJSON, err := ss.TrustedRootJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "root.json"), rootJSON, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := rt4RootDir(t, ss)
 	p := startProxy(t, l.bin, dir, fmt.Sprintf(rt4Config, l.registry, front.host(), rt4Issuer, rt4Subject))
 	pid := p.proc.cmd.Process.Pid
 
@@ -361,14 +354,7 @@ func TestRedTeam4ConcurrentLookupsHoldUnboundedMemory(t *testing.T) {
 			MediaType: string(types.OCIManifestSchema1), Config: &empty, Layers: &atts})
 	}
 
-	dir := t.TempDir()
-	rootJSON, err := ss.TrustedRootJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "root.json"), rootJSON, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := rt4RootDir(t, ss)
 	cfg := strings.Replace(fmt.Sprintf(rt4Config, l.registry, l.registry, rt4Issuer, rt4Subject),
 		"          subject: "+rt4Subject+"\n",
 		"          subject: "+rt4Subject+"\n    attestations:\n      - predicateType: https://slsa.dev/provenance/v1\n", 1)
@@ -433,4 +419,19 @@ func rt4SignedImage(t *testing.T, l *gateLab, repo string) (*sigstoretest.Sigsto
 	}
 	valid := tagIndex.Manifests[0]
 	return ss, d, valid
+}
+
+// rt4RootDir is a new directory holding ss's trusted root as root.json,
+// where rt4Config names it.
+func rt4RootDir(t *testing.T, ss *sigstoretest.Sigstore) string {
+	t.Helper()
+	dir := t.TempDir()
+	rootJSON, err := ss.TrustedRootJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "root.json"), rootJSON, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }

@@ -11,8 +11,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -132,14 +130,7 @@ func TestRedTeam5LogEntryVerifiersDelayASignedImage(t *testing.T) {
 		return true
 	})
 
-	dir := t.TempDir()
-	rootJSON, err := ss.TrustedRootJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "root.json"), rootJSON, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := rt4RootDir(t, ss)
 	p := startProxy(t, l.bin, dir, fmt.Sprintf(rt4Config, l.registry, front.host(), rt4Issuer, rt4Subject))
 	pid := p.proc.cmd.Process.Pid
 

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -375,14 +374,7 @@ func TestRedTeam6LookupFloorTimesConcurrency(t *testing.T) {
 	}
 	rt6PrependJunkReferrers(t, l.raw, "prod/victim", jd, 16, 900<<10)
 
-	dir := t.TempDir()
-	rootJSON, err := ss.TrustedRootJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "root.json"), rootJSON, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir := rt4RootDir(t, ss)
 	config := fmt.Sprintf(rt6FloodConfig, l.registry, l.trusted.pub, rt4Issuer, rt4Subject)
 	// Without a flood, the junk referrers cost reading, not the image.
 	p0 := startProxy(t, l.bin, dir, config)
